@@ -1,0 +1,3 @@
+from dapframe.cli import main
+
+main()

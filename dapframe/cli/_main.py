@@ -1,0 +1,304 @@
+"""The ``dapframe`` command: the official ``dap`` client's commands and options, and more.
+
+Exit codes follow ``dap``: 0 success, 2 usage error, 5 operational failure. Errors are one
+line on stderr (``error: ...``) with no traceback; ``--loglevel debug`` logs the traceback.
+No telemetry of any kind: ``--no-tracking`` and ``DAP_TRACKING`` are accepted and ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from dapframe.config import DapConfig
+from dapframe.errors import DapError, UsageError
+from dapframe.wire import FORMATS
+
+log = logging.getLogger("dapframe.cli")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class _Globals:
+    base_url: str | None
+    client_id: str | None
+    client_secret: str | None
+    non_interactive: bool
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn every failure into one line on stderr and the official exit code."""
+    try:
+        yield
+    except DapError as exc:
+        log.debug("command failed", exc_info=True)
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("cancelled", 125)
+    except OSError as exc:
+        log.debug("command failed", exc_info=True)
+        _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), 5)
+
+
+def _config(g: _Globals) -> DapConfig:
+    return DapConfig.from_env(base_url=g.base_url, client_id=g.client_id,
+                              client_secret=g.client_secret)
+
+
+def parse_cli_timestamp(value: str, option: str) -> datetime:
+    """Parse ``--since``/``--until``; a value without a time zone is refused, not guessed."""
+    try:
+        dt = datetime.fromisoformat(value.strip().replace("z", "Z"))
+    except ValueError:
+        raise UsageError(
+            f"{option} {value!r} is not an ISO 8601 timestamp: use e.g. 2026-11-01T00:00:00Z"
+        ) from None
+    if dt.tzinfo is None:
+        raise UsageError(
+            f"{option} {value!r} has no time zone: add Z for UTC (e.g. {value}Z) or an offset "
+            "such as +02:00"
+        )
+    return dt
+
+
+def _resolve_tables(client: Any, namespace: str, table: str) -> list[str]:
+    names = [t.strip() for t in table.split(",") if t.strip()]
+    if not names:
+        raise UsageError("--table is empty: give a table name, a comma list, or 'all'")
+    if names == ["all"]:
+        return list(client.list_tables(namespace))
+    return names
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="dapframe", prog_name="dapframe")
+@click.option("--base-url", envvar="DAP_API_URL", default=None, metavar="URL",
+              help="DAP API host [env DAP_API_URL; default https://api-gateway.instructure.com].")
+@click.option("--client-id", envvar="DAP_CLIENT_ID", default=None,
+              help="OAuth client id [env DAP_CLIENT_ID].")
+@click.option("--client-secret", envvar="DAP_CLIENT_SECRET", default=None, show_envvar=False,
+              help="OAuth client secret [env DAP_CLIENT_SECRET]; prefer the variable.")
+@click.option("--loglevel", type=click.Choice(["debug", "info", "warning", "error"],
+              case_sensitive=False), default="info", show_default=True)
+@click.option("--logfile", type=click.Path(dir_okay=False), default=None,
+              help="Append log lines to this file.")
+@click.option("--logformat", type=click.Choice(["plain", "json"]), default="plain",
+              show_default=True)
+@click.option("--no-log-to-console", is_flag=True, help="Do not log to stderr.")
+@click.option("--non-interactive", is_flag=True, help="Plain output for scripts.")
+@click.option("--no-tracking", is_flag=True,
+              help="Accepted for compatibility with dap; dapframe sends no telemetry at all.")
+@click.option("--console-theme", envvar="DAP_CONSOLE_THEME", default="dark", hidden=True)
+@click.pass_context
+def cli(ctx: click.Context, base_url: str | None, client_id: str | None,
+        client_secret: str | None, loglevel: str, logfile: str | None, logformat: str,
+        no_log_to_console: bool, non_interactive: bool, no_tracking: bool,
+        console_theme: str) -> None:
+    """dapframe: the DAP Query API (Canvas Data 2) from the command line.
+
+    Same commands, options and DAP_* variables as the official `dap` client.
+    """
+    from dapframe.cli._logging import setup_logging
+
+    secret = client_secret or os.environ.get("DAP_CLIENT_SECRET") or ""
+    setup_logging(level=loglevel, logfile=logfile, logformat=logformat,
+                  to_console=not no_log_to_console, secrets=[secret])
+    ctx.obj = _Globals(base_url=base_url, client_id=client_id, client_secret=client_secret,
+                       non_interactive=non_interactive)
+
+
+def _namespace_option(f: F) -> F:
+    return click.option("--namespace", required=True, help="Namespace, e.g. canvas.")(f)
+
+
+def _table_option(f: F) -> F:
+    return click.option("--table", required=True,
+                        help="A table name, a comma-separated list, or 'all'.")(f)
+
+
+@cli.command("list")
+@_namespace_option
+@click.pass_obj
+def list_cmd(g: _Globals, namespace: str) -> None:
+    """List the tables of a namespace, one per line."""
+    from dapframe.api import DapClient
+
+    with _errors(), DapClient(_config(g)) as client:
+        for name in client.list_tables(namespace):
+            click.echo(name)
+
+
+@cli.command("schema")
+@_namespace_option
+@_table_option
+@click.option("--output-directory", default="downloads", show_default=True,
+              type=click.Path(file_okay=False))
+@click.pass_obj
+def schema_cmd(g: _Globals, namespace: str, table: str, output_directory: str) -> None:
+    """Save table schemas as <table>_schema_version_<N>.json (as dap does)."""
+    from dapframe.api import DapClient
+
+    with _errors(), DapClient(_config(g)) as client:
+        out = Path(output_directory)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in _resolve_tables(client, namespace, table):
+            resp = client.get_schema(namespace, name)
+            path = out / f"{name}_schema_version_{resp.version}.json"
+            tmp = path.with_name(path.name + ".part")
+            tmp.write_text(json.dumps({"schema": resp.schema, "version": resp.version}, indent=4),
+                           encoding="utf-8")
+            tmp.replace(path)
+            click.echo(str(path))
+
+
+def _query_command(g: _Globals, namespace: str, table: str, fmt: str, output_directory: str,
+                   since: str | None, until: str | None) -> None:
+    from dapframe.api import DapClient
+    from dapframe.wire import QueryRequest
+
+    with _errors():
+        since_dt = parse_cli_timestamp(since, "--since") if since else None
+        until_dt = parse_cli_timestamp(until, "--until") if until else None
+        if since_dt and until_dt and until_dt < since_dt:
+            raise UsageError(f"--until {until} is before --since {since}: swap them")
+        with DapClient(_config(g)) as client:
+            out = Path(output_directory)
+            for name in _resolve_tables(client, namespace, table):
+                request = QueryRequest(format=fmt, since=since_dt, until=until_dt)
+                job = client.start_query(namespace, name, request)
+                job = client.wait(job)
+                files = client.download(job, out / f"job_{job.id}")
+                for path in files:
+                    click.echo(str(path))
+
+
+_format_option = click.option("--format", "fmt", type=click.Choice(list(FORMATS)),
+                              default="jsonl", show_default=True)
+_outdir_option = click.option("--output-directory", default="downloads", show_default=True,
+                              type=click.Path(file_okay=False))
+
+
+@cli.command("snapshot")
+@_namespace_option
+@_table_option
+@_format_option
+@_outdir_option
+@click.pass_obj
+def snapshot_cmd(g: _Globals, namespace: str, table: str, fmt: str,
+                 output_directory: str) -> None:
+    """Download a snapshot into <output-directory>/job_<id>/."""
+    _query_command(g, namespace, table, fmt, output_directory, None, None)
+
+
+@cli.command("incremental")
+@_namespace_option
+@_table_option
+@_format_option
+@_outdir_option
+@click.option("--since", required=True, help="Start (exclusive), e.g. 2026-11-01T00:00:00Z.")
+@click.option("--until", default=None, help="End (inclusive); default: the latest data.")
+@click.pass_obj
+def incremental_cmd(g: _Globals, namespace: str, table: str, fmt: str, output_directory: str,
+                    since: str, until: str | None) -> None:
+    """Download the changes in (since, until] into <output-directory>/job_<id>/."""
+    _query_command(g, namespace, table, fmt, output_directory, since, until)
+
+
+@cli.command("emulator")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to bind (loopback by default).")
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--scale", default=1.0, show_default=True, type=float)
+@click.option("--steps", default=0, show_default=True, type=int,
+              help="Change steps to commit at start.")
+@click.option("--rows-per-part", default=100_000, show_default=True, type=int)
+@click.option("--job-seconds", default=0.2, show_default=True, type=float,
+              help="How long each query job takes.")
+@click.option("--rate-limits", is_flag=True, help="Enforce the API's per-endpoint rate limits.")
+@click.option("--client-id", "emu_client_id", default=None,
+              help="Accepted client id (default printed at start).")
+@click.option("--client-secret", "emu_client_secret", default=None,
+              help="Accepted client secret (default printed at start).")
+def emulator_cmd(host: str, port: int, seed: int, scale: float, steps: int, rows_per_part: int,
+                 job_seconds: float, rate_limits: bool, emu_client_id: str | None,
+                 emu_client_secret: str | None) -> None:
+    """Serve a local DAP Query API with synthetic Canvas data."""
+    from dapframe.emulator import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Emulator
+
+    if scale <= 0:
+        _fail(f"--scale {scale} must be positive, e.g. --scale 1", 2)
+    try:
+        emu = Emulator(seed=seed, scale=scale, host=host, port=port, steps=steps,
+                       rows_per_part=rows_per_part, job_seconds=job_seconds,
+                       client_id=emu_client_id or DEFAULT_CLIENT_ID,
+                       client_secret=emu_client_secret or DEFAULT_CLIENT_SECRET)
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror}; choose another --port", 5)
+    emu.faults.rate_limits = rate_limits
+    # These are the emulator's own throwaway credentials, printed so users can paste them.
+    click.echo(f"DAP API emulator listening on {emu.base_url}")
+    click.echo(f"  DAP_API_URL={emu.base_url}")
+    click.echo(f"  DAP_CLIENT_ID={emu.client_id}")
+    click.echo(f"  DAP_CLIENT_SECRET={emu.client_secret}")
+    click.echo(f"  seed={seed} scale={scale} step={emu.dataset.step} "
+               f"clock={emu.dataset.clock.isoformat()}", nl=True)
+    sys.stdout.flush()
+    try:
+        emu.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emu.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point."""
+    cli.main(args=argv, prog_name="dapframe")
+
+
+@cli.command("demo")
+@click.option("--scale", default=1.0, show_default=True, type=float)
+@click.option("--output-directory", default="demo-output", show_default=True,
+              type=click.Path(file_okay=False))
+def demo_cmd(scale: float, output_directory: str) -> None:
+    """Start the embedded emulator, then list and describe its tables (no credentials needed)."""
+    from dapframe.api import DapClient
+    from dapframe.emulator import Emulator
+
+    with _errors(), Emulator(scale=scale) as emu:
+        click.echo(f"emulator: {emu.base_url} (seed 0, scale {scale}, step {emu.dataset.step})")
+        config = DapConfig(base_url=emu.base_url, client_id=emu.client_id,
+                           client_secret=emu.client_secret)
+        out = Path(output_directory)
+        out.mkdir(parents=True, exist_ok=True)
+        with DapClient(config) as client:
+            for namespace in ("canvas", "canvas_logs"):
+                for name in client.list_tables(namespace):
+                    resp = client.get_schema(namespace, name)
+                    value = resp.schema["properties"]["value"]
+                    key = resp.schema["properties"]["key"]
+                    cols = list(key["properties"]) + list(value["properties"])
+                    path = out / f"{name}_schema_version_{resp.version}.json"
+                    path.write_text(json.dumps({"schema": resp.schema, "version": resp.version},
+                                               indent=4), encoding="utf-8")
+                    click.echo(f"{namespace}.{name:<18} v{resp.version}  {len(cols):>3} columns  "
+                               f"{value.get('title', '')[:60]}")
+        click.echo(f"schemas written to {out}/")

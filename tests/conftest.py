@@ -1,0 +1,63 @@
+"""Shared fixtures: an emulator on a free loopback port, and the official client in its own venv."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dapframe.emulator import Emulator
+
+ROOT = Path(__file__).resolve().parent.parent
+OFFICIAL_REQUIREMENTS = ROOT / "tests" / "official" / "requirements.txt"
+
+CLIENT_ID = "us-east-1#test-client"
+CLIENT_SECRET = "s3cr3t-Test-Secret-0123456789"
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    """A fresh emulator (scale 1, small parts so results span several objects)."""
+    with Emulator(seed=0, scale=1, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+                  rows_per_part=500, job_seconds=0.1) as emu:
+        yield emu
+
+
+@pytest.fixture(scope="module")
+def module_emulator() -> Iterator[Emulator]:
+    """One emulator for a whole module, with two change steps committed at start."""
+    with Emulator(seed=0, scale=1, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+                  rows_per_part=500, job_seconds=0, steps=2) as emu:
+        yield emu
+
+
+def _uv() -> str:
+    uv = shutil.which("uv") or str(Path.home() / ".local" / "bin" / "uv")
+    if not Path(uv).exists():
+        pytest.fail("uv is not on PATH: run the tests through scripts/test.sh, which installs it")
+    return uv
+
+
+@pytest.fixture(scope="session")
+def official_dap() -> Path:
+    """The official ``dap`` command, installed from exact pins into its own venv (cached)."""
+    digest = hashlib.sha256(OFFICIAL_REQUIREMENTS.read_bytes()).hexdigest()[:12]
+    venv = ROOT / ".cache" / f"dap-official-{digest}"
+    dap = venv / "bin" / "dap"
+    marker = venv / ".installed"  # written last: a half-made venv is rebuilt, not trusted
+    if not marker.exists():
+        uv = _uv()
+        shutil.rmtree(venv, ignore_errors=True)
+        env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+        subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)],
+                       check=True, env=env)
+        subprocess.run([uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
+                        "-r", str(OFFICIAL_REQUIREMENTS)], check=True, env=env)
+        marker.write_text("ok\n")
+    return dap
