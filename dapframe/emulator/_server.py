@@ -221,6 +221,9 @@ class EmulatorState:
         if until is not None and since is None:
             raise HttpError(400, "ValidationError", "'until' requires 'since'",
                             location={"line": 1, "column": 1, "character": 1})
+        if since is not None and until is not None and until < since:
+            raise HttpError(400, "ValidationError", "'until' must not be before 'since'",
+                            location={"line": 1, "column": 1, "character": 1})
         with self.lock:
             clock = self.dataset.clock
             step = self.dataset.step
@@ -232,9 +235,6 @@ class EmulatorState:
                         f"'since' must lie between {_iso(earliest)} and {_iso(clock)}",
                         since=_iso(earliest or self.dataset.commit_time(0) - timedelta(days=3650)),
                         until=_iso(clock))
-                if until is not None and until < since:
-                    raise HttpError(400, "ValidationError", "'until' must not be before 'since'",
-                                    location={"line": 1, "column": 1, "character": 1})
                 until = min(until, clock) if until is not None else clock
             key = (namespace, table, json.dumps(body, sort_keys=True), step, spec.version)
             existing = self.dedup.get(key)
@@ -482,13 +482,13 @@ class _Handler(BaseHTTPRequestHandler):
             raise HttpError(400, "ValidationError",
                             'the body must be a JSON array of {"id": "<object id>"}',
                             location={"line": 1, "column": 1, "character": 1})
-        host = self.headers.get("Host") or "%s:%s" % self.server.server_address[:2]
+        host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
         expires = int(time.time()) + URL_LIFETIME
         urls: dict[str, dict[str, str]] = {}
         with state.lock:
             for entry in body:
                 oid = entry["id"]
-                job_id, _, part = oid.partition("/")
+                job_id, _, _part = oid.partition("/")
                 js = state.jobs.get(job_id)
                 names = dict(js.objects) if js is not None else {}
                 if oid not in names:
