@@ -84,7 +84,7 @@ class Emulator:
     def start(self) -> Emulator:
         """Serve in a background daemon thread; returns self."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self._server.serve_forever,
+            self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
                                             name="dapframe-emulator", daemon=True)
             self._thread.start()
         return self

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -150,7 +151,7 @@ class EmulatorState:
         now = time.time()
         ttl = self.faults.token_ttl
         header = {"alg": "HS256", "typ": "JWT"}
-        payload = {"exp": int(now) + ttl, "iat": now, "sub": self.client_id,
+        payload = {"exp": math.ceil(now + ttl), "iat": now, "sub": self.client_id,
                    "jti": uuid.uuid4().hex}
 
         def seg(obj: dict[str, Any]) -> bytes:
