@@ -111,7 +111,9 @@ class DapConfig:
         if not cid:
             raise ConfigError("missing client id: pass --client-id or set DAP_CLIENT_ID")
         if not secret:
-            raise ConfigError("missing client secret: pass --client-secret or set DAP_CLIENT_SECRET")
+            raise ConfigError(
+                "missing client secret: pass --client-secret or set DAP_CLIENT_SECRET"
+            )
         return cls(base_url=url, client_id=cid, client_secret=secret, verify=verify)
 
     def __repr__(self) -> str:

@@ -160,7 +160,9 @@ class SchemaResponse:
     @classmethod
     def from_json(cls, doc: Any) -> SchemaResponse:
         w = "schema response"
-        return cls(schema=_require(doc, "schema", dict, w), version=_require(doc, "version", int, w))
+        return cls(
+            schema=_require(doc, "schema", dict, w), version=_require(doc, "version", int, w)
+        )
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,8 @@ class Faults:
             self.job_seconds = float(doc["job_seconds"])
         if "drop_downloads" in doc:
             d = doc["drop_downloads"]
-            self.drop_downloads(count=int(d.get("count", 1)), after_bytes=int(d.get("after_bytes", 1000)))
+            self.drop_downloads(count=int(d.get("count", 1)),
+                                after_bytes=int(d.get("after_bytes", 1000)))
         if "expire_urls" in doc:
             self.expire_urls(count=int(doc["expire_urls"]))
         if "token_ttl" in doc:
@@ -187,7 +188,9 @@ class Faults:
                 "job_seconds": self.job_seconds,
                 "token_ttl": self.token_ttl,
                 "rate_limits": self.limits if self.rate_limits else False,
-                "pending_bursts": {e: sum(b.count for b in q) for e, q in self._bursts.items() if q},
+                "pending_bursts": {
+                    e: sum(b.count for b in q) for e, q in self._bursts.items() if q
+                },
                 "fail_jobs": self._fail_jobs,
                 "drop_downloads": len(self._drops),
                 "expire_urls": self._expired_urls,
