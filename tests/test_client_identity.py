@@ -16,7 +16,7 @@ import pytest
 from dapframe.api import DapClient
 from dapframe.emulator import Emulator
 from dapframe.wire import QueryRequest
-from tests._decode import decode_part, expected_rows
+from tests._decode import assert_same_rows, dataset_rows, decode_part
 from tests.conftest import CLIENT_ID, CLIENT_SECRET
 
 FORMATS = ["jsonl", "csv", "tsv", "parquet"]
@@ -100,11 +100,9 @@ def test_downloads_equal_emulator_state(history: dict, emu: Emulator, fmt: str) 
     ds = emu.dataset
     for ns, table in TABLES:
         _, changes, snap_k = history[(ns, table, fmt)]
-        canon = lambda rows: sorted(json.dumps(r, sort_keys=True, default=str)  # noqa: E731
-                                    for r in rows)
-        assert canon(snap_k) == canon(expected_rows(ds.snapshot(ns, table), fmt))
-        want = expected_rows(ds.changes(ns, table, ds.commit_time(0), ds.clock), fmt)
-        assert canon(changes) == canon(want)
+        assert_same_rows(snap_k, dataset_rows(ds, ns, table, fmt))
+        want = dataset_rows(ds, ns, table, fmt, since=ds.commit_time(0))
+        assert_same_rows(changes, want)
 
 
 def test_deletes_present(history: dict) -> None:

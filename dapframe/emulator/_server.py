@@ -31,6 +31,7 @@ import pyarrow as pa
 from dapframe.emulator._data import Dataset
 from dapframe.emulator._encode import SUFFIX, encode_part
 from dapframe.emulator._faults import Faults
+from dapframe.emulator._tables import TableSpec, json_schema
 from dapframe.wire import (
     FORMATS,
     MODES,
@@ -255,12 +256,11 @@ class EmulatorState:
                 records = self.dataset.changes(namespace, table, since, until)
             self.jobs[job.job_id] = job
             self.dedup[key] = job.job_id
-        json_cols = frozenset(f"value.{c.name}" for c in spec.columns if c.kind in JSON_KINDS)
         if job.job_seconds <= 0:
             # Instant jobs: answer the POST with the complete job (HTTP 200), as the API may.
-            self._encode_job(job, records, json_cols)
+            self._encode_job(job, records, spec)
         else:
-            self.pool.submit(self._encode_job, job, records, json_cols)
+            self.pool.submit(self._encode_job, job, records, spec)
         return job.render(time.time())
 
     @staticmethod
@@ -275,17 +275,23 @@ class EmulatorState:
                             f"'{key}' must be an RFC 3339 date-time with a zone, got {value!r}",
                             location={"line": 1, "column": 1, "character": 1}) from None
 
-    def _encode_job(self, job: _JobState, records: pa.Table, json_cols: frozenset[str]) -> None:
+    def _encode_job(self, job: _JobState, records: pa.Table, spec: TableSpec) -> None:
+        json_cols = frozenset(f"value.{c.name}" for c in spec.columns if c.kind in JSON_KINDS)
+        # Declared struct fields give every part of a table the same expanded header.
+        fields = {f"value.{c.name}": c.struct_fields for c in spec.columns if c.kind == "struct"}
+
+        def encode(part: pa.Table) -> bytes:
+            return encode_part(part, job.fmt, json_columns=json_cols, mode=job.mode,
+                               struct_fields=fields)
+
         try:
             n = records.num_rows
             step = max(1, self.rows_per_part)
             slices = [records.slice(i, step) for i in range(0, n, step)]
             suffix = SUFFIX[job.fmt]
             # Parts are encoded in parallel: zlib and pyarrow release the GIL.
-            datas = list(self.part_pool.map(
-                lambda s: encode_part(s, job.fmt, json_columns=json_cols, mode=job.mode),
-                slices)) if len(slices) > 1 else [
-                encode_part(s, job.fmt, json_columns=json_cols, mode=job.mode) for s in slices]
+            datas = (list(self.part_pool.map(encode, slices)) if len(slices) > 1
+                     else [encode(s) for s in slices])
             objects = []
             with self.lock:
                 for i, data in enumerate(datas):
@@ -453,8 +459,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _h_schema(self, state: EmulatorState, query: dict[str, str], ns: str, table: str) -> None:
         self._auth(state)
-        from dapframe.emulator._tables import json_schema
-
         with state.lock:
             spec = state.spec_or_404(ns, table)
             doc = SchemaResponse(schema=json_schema(spec), version=spec.version).to_json()
