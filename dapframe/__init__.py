@@ -1,0 +1,42 @@
+"""dapframe: Instructure's DAP Query API (Canvas Data 2), native to Python, Polars and DuckDB.
+
+Public names are loaded lazily so that ``import dapframe.emulator`` never pulls in the
+client (the emulator shares only :mod:`dapframe.wire` with it).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dapframe.api import AsyncDapClient, DapClient, RetryPolicy, __version__
+    from dapframe.config import DapConfig, Secret
+    from dapframe.wire import QueryRequest
+
+__all__ = [
+    "AsyncDapClient",
+    "DapClient",
+    "DapConfig",
+    "QueryRequest",
+    "RetryPolicy",
+    "Secret",
+    "__version__",
+]
+
+_LAZY = {
+    "AsyncDapClient": "dapframe.api",
+    "DapClient": "dapframe.api",
+    "RetryPolicy": "dapframe.api",
+    "__version__": "dapframe.api",
+    "DapConfig": "dapframe.config",
+    "Secret": "dapframe.config",
+    "QueryRequest": "dapframe.wire",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dapframe' has no attribute {name!r}")
+    return getattr(import_module(module), name)

@@ -6,7 +6,6 @@ downloads are decoded by the test-side reference decoder.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any

@@ -71,6 +71,10 @@ class RetryPolicy:
         Response statuses that are retried.
     retry_network_errors : bool
         Retry connect/read/write failures as well.
+    connect_attempts : int
+        Attempts in total when the connection itself fails (refused, unreachable): fewer than
+        ``attempts``, because a server that is down rarely comes back within seconds and the
+        user should hear about it quickly.
     """
 
     attempts: int = 5
@@ -81,6 +85,7 @@ class RetryPolicy:
     retry_after_max: float = 60.0
     statuses: frozenset[int] = field(default_factory=lambda: frozenset({429, 500, 502, 503, 504}))
     retry_network_errors: bool = True
+    connect_attempts: int = 3
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
@@ -158,7 +163,9 @@ class RetryTransport(httpx.AsyncBaseTransport):
             try:
                 response = await self._transport.handle_async_request(request)
             except RETRYABLE_ERRORS as exc:
-                if last or not policy.retry_network_errors or _unknown_host(exc):
+                connect_spent = (isinstance(exc, httpx.ConnectError)
+                                 and attempt >= policy.connect_attempts)
+                if last or connect_spent or not policy.retry_network_errors or _unknown_host(exc):
                     raise
                 wait = policy.backoff_for(attempt)
                 logger.info(

@@ -20,7 +20,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from dapframe.config import DapConfig
+from dapframe.config import DapConfig, Secret
 from dapframe.errors import DapError, UsageError
 from dapframe.wire import FORMATS
 
@@ -286,7 +286,7 @@ def demo_cmd(scale: float, output_directory: str) -> None:
     with _errors(), Emulator(scale=scale) as emu:
         click.echo(f"emulator: {emu.base_url} (seed 0, scale {scale}, step {emu.dataset.step})")
         config = DapConfig(base_url=emu.base_url, client_id=emu.client_id,
-                           client_secret=emu.client_secret)
+                           client_secret=Secret(emu.client_secret))
         out = Path(output_directory)
         out.mkdir(parents=True, exist_ok=True)
         with DapClient(config) as client:

@@ -79,7 +79,7 @@ class Emulator:
     def base_url(self) -> str:
         """``http://HOST:PORT`` of the running server."""
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> Emulator:
         """Serve in a background daemon thread; returns self."""

@@ -104,16 +104,17 @@ class _JobState:
 
     def render(self, now: float) -> Job:
         status = self.status(now)
-        expires = datetime.fromtimestamp(self.created, UTC) + JOB_LIFETIME
-        base = {"id": self.job_id, "status": status, "expires_at": expires.replace(microsecond=0)}
+        expires = (datetime.fromtimestamp(self.created, UTC) + JOB_LIFETIME).replace(microsecond=0)
         if status == "complete":
-            return Job(**base, objects=tuple(ObjectRef(oid) for oid, _ in self.objects),
+            return Job(id=self.job_id, status=status, expires_at=expires,
+                       objects=tuple(ObjectRef(oid) for oid, _ in self.objects),
                        schema_version=self.schema_version, at=self.at, since=self.since,
                        until=self.until)
         if status == "failed":
             message = self.error or "the query job failed while processing (emulated fault)"
-            return Job(**base, error=ErrorBody("ProcessingError", str(uuid.uuid4()), message))
-        return Job(**base)
+            return Job(id=self.job_id, status=status, expires_at=expires,
+                       error=ErrorBody("ProcessingError", str(uuid.uuid4()), message))
+        return Job(id=self.job_id, status=status, expires_at=expires)
 
 
 class EmulatorState:
