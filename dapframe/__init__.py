@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from dapframe.api import AsyncDapClient, DapClient, RetryPolicy, __version__
     from dapframe.config import DapConfig, Secret
+    from dapframe.frames import apply_changes
+    from dapframe.result import QueryResult, QuerySpec, incremental, snapshot
     from dapframe.wire import QueryRequest
 
 __all__ = [
@@ -19,9 +21,14 @@ __all__ = [
     "DapClient",
     "DapConfig",
     "QueryRequest",
+    "QueryResult",
+    "QuerySpec",
     "RetryPolicy",
     "Secret",
     "__version__",
+    "apply_changes",
+    "incremental",
+    "snapshot",
 ]
 
 _LAZY = {
@@ -32,6 +39,11 @@ _LAZY = {
     "DapConfig": "dapframe.config",
     "Secret": "dapframe.config",
     "QueryRequest": "dapframe.wire",
+    "QueryResult": "dapframe.result",
+    "QuerySpec": "dapframe.result",
+    "snapshot": "dapframe.result",
+    "incremental": "dapframe.result",
+    "apply_changes": "dapframe.frames",
 }
 
 

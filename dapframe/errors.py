@@ -6,6 +6,7 @@ message is one line that names the problem and, where there is one, the fix::
     DapError
     ├── ConfigError            bad or missing configuration (credentials, base URL, options)
     ├── UsageError             bad input from the caller (unknown table, malformed timestamp, ...)
+    ├── SchemaError            a table schema uses a keyword or shape dapframe does not know
     ├── TransportError         the API could not be reached or the connection broke
     │   └── DapTimeoutError    a request timed out
     ├── APIError               the API answered with an error (``status``, ``type``, ``uuid``)
@@ -44,6 +45,7 @@ __all__ = [
     "NotFoundError",
     "OutOfRangeError",
     "RateLimitError",
+    "SchemaError",
     "ServerError",
     "SnapshotRequiredError",
     "TransportError",
@@ -67,6 +69,32 @@ class UsageError(DapError):
     """The caller's input is invalid (unknown table, malformed timestamp, ...)."""
 
     exit_code = 2
+
+
+class SchemaError(DapError):
+    """A table schema document uses a keyword or shape dapframe does not understand.
+
+    The message names the table, the column and the keyword, and says what to do
+    (upgrade dapframe, or report the schema if the newest version fails too).
+
+    Attributes
+    ----------
+    table : str | None
+        ``<namespace>.<table>`` whose schema failed.
+    column : str | None
+        Dotted label of the offending column (``value.settings``), if any.
+    keyword : str | None
+        The JSON Schema keyword that is unknown or has an unsupported value.
+    """
+
+    exit_code = 5
+
+    def __init__(self, message: str, *, table: str | None = None, column: str | None = None,
+                 keyword: str | None = None) -> None:
+        super().__init__(message)
+        self.table = table
+        self.column = column
+        self.keyword = keyword
 
 
 class TransportError(DapError):

@@ -73,7 +73,7 @@ class Recorder(httpx.AsyncBaseTransport):
 def make_client(emu: Emulator, recorder: Recorder | None = None, **kw: Any) -> AsyncDapClient:
     kw.setdefault("retry", FAST)
     transport = RetryTransport(recorder, kw.pop("retry")) if recorder is not None else None
-    return AsyncDapClient(base_url=emu.base_url, client_id=CLIENT_ID,
+    return AsyncDapClient(rate_limits=None, base_url=emu.base_url, client_id=CLIENT_ID,
                           client_secret=kw.pop("client_secret", CLIENT_SECRET),
                           transport=transport, **kw)
 
@@ -415,7 +415,7 @@ def test_unreachable_base_url_fails_fast() -> None:
     url = f"http://127.0.0.1:{_closed_port()}"
 
     async def go() -> None:
-        async with AsyncDapClient(base_url=url, client_id=CLIENT_ID,
+        async with AsyncDapClient(rate_limits=None, base_url=url, client_id=CLIENT_ID,
                                   client_secret=CLIENT_SECRET, retry=FAST) as dap:
             await dap.list_tables(NS)
 
@@ -467,7 +467,7 @@ def test_sync_client_inside_a_running_event_loop(module_emulator: Emulator,
 
     async def notebook_cell() -> tuple[list[str], Job, list[Path]]:
         asyncio.get_running_loop()  # as in Jupyter: a loop runs in this thread
-        with DapClient(base_url=emu.base_url, client_id=CLIENT_ID,
+        with DapClient(rate_limits=None, base_url=emu.base_url, client_id=CLIENT_ID,
                        client_secret=CLIENT_SECRET, retry=FAST) as dap:
             tables = dap.list_tables(NS)
             job, files = dap.query(NS, "accounts", QueryRequest("jsonl"), tmp_path, deadline=30)
@@ -481,7 +481,7 @@ def test_sync_client_inside_a_running_event_loop(module_emulator: Emulator,
 
 
 def test_sync_client_errors_and_close(emulator: Emulator) -> None:
-    dap = DapClient(base_url=emulator.base_url, client_id=CLIENT_ID,
+    dap = DapClient(rate_limits=None, base_url=emulator.base_url, client_id=CLIENT_ID,
                     client_secret=CLIENT_SECRET, retry=FAST)
     with pytest.raises(NotFoundError):
         dap.get_schema(NS, "nope")
@@ -527,7 +527,7 @@ def test_secret_and_token_never_leak(emulator: Emulator, tmp_path: Path,
             run(_list_with(emu, secret))
         except DapError as exc:
             errors.append(exc)
-    sync = DapClient(base_url=emu.base_url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    sync = DapClient(rate_limits=None, base_url=emu.base_url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
     texts.append(repr(sync))
     texts.append(repr(sync.config))
     sync.close()

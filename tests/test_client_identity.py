@@ -34,7 +34,7 @@ def emu() -> Iterator[Emulator]:
 
 @pytest.fixture(scope="module")
 def client(emu: Emulator) -> Iterator[DapClient]:
-    with DapClient(base_url=emu.base_url, client_id=CLIENT_ID,
+    with DapClient(rate_limits=None, base_url=emu.base_url, client_id=CLIENT_ID,
                    client_secret=CLIENT_SECRET) as c:
         yield c
 

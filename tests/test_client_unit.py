@@ -72,7 +72,7 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 def client(handler: Handler, **kw: Any) -> AsyncDapClient:
     kw.setdefault("retry", FAST)
-    return AsyncDapClient(base_url=BASE, client_id="us-east-1#mock", client_secret=SECRET,
+    return AsyncDapClient(rate_limits=None, base_url=BASE, client_id="us-east-1#mock", client_secret=SECRET,
                           transport=httpx.MockTransport(handler), **kw)
 
 
@@ -457,7 +457,7 @@ def test_unknown_host_is_not_retried() -> None:
 
     async def go() -> None:
         transport = RetryTransport(Counting(), RetryPolicy(attempts=5, backoff=0.01))
-        async with AsyncDapClient(base_url="http://nonexistent.invalid", client_id="i",
+        async with AsyncDapClient(rate_limits=None, base_url="http://nonexistent.invalid", client_id="i",
                                   client_secret=SECRET, transport=transport) as dap:
             await dap.list_tables("canvas")
 

@@ -7,6 +7,9 @@ Public names live here; the modules behind them are private::
     with DapClient() as dap:                      # DAP_API_URL / DAP_CLIENT_ID / DAP_CLIENT_SECRET
         job, files = dap.query("canvas", "accounts", QueryRequest("jsonl"), "out")
 
+``rate_limits=RateLimits()`` keeps the calls within the API's per-endpoint limits (off by
+default); ``progress=`` callbacks receive :class:`DownloadProgress` events.
+
 Errors are those of :mod:`dapframe.errors`; logging goes to the ``dapframe.api`` logger.
 """
 
@@ -15,7 +18,14 @@ from __future__ import annotations
 from dapframe.wire import Job, QueryRequest, SchemaResponse
 
 from ._auth import DapAuth
-from ._client import DEFAULT_POLL, DEFAULT_TIMEOUT, AsyncDapClient
+from ._client import (
+    DEFAULT_POLL,
+    DEFAULT_TIMEOUT,
+    AsyncDapClient,
+    DownloadProgress,
+    ProgressCallback,
+)
+from ._ratelimit import RateLimits
 from ._retry import RetryPolicy, RetryTransport, parse_retry_after
 from ._sync import DapClient
 from ._version import __version__
@@ -26,8 +36,11 @@ __all__ = [
     "AsyncDapClient",
     "DapAuth",
     "DapClient",
+    "DownloadProgress",
     "Job",
+    "ProgressCallback",
     "QueryRequest",
+    "RateLimits",
     "RetryPolicy",
     "RetryTransport",
     "SchemaResponse",

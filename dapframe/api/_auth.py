@@ -23,6 +23,7 @@ from dapframe.errors import AuthenticationError
 from dapframe.wire import TokenResponse, WireError
 
 from ._errors import Context, api_error, is_json, one_line, unexpected_response
+from ._ratelimit import RATE_LIMIT_EXTENSION
 
 __all__ = ["DapAuth", "jwt_expiry"]
 
@@ -184,13 +185,17 @@ class DapAuth(httpx.Auth):
         if "user-agent" in original.headers:
             headers["User-Agent"] = original.headers["user-agent"]
         logger.debug("logging in at %s as %s", self._login_url, self._client_id)
-        # Same extensions as the original request, so the client's timeouts apply to the login.
+        # Same extensions as the original request, so the client's timeouts apply to the login;
+        # but not its rate-limit gate: the login endpoint has no such limit, and waiting at the
+        # gate here would hold the login lock and stall every other request.
+        extensions = {k: v for k, v in original.extensions.items()
+                      if k != RATE_LIMIT_EXTENSION}
         return httpx.Request(
             "POST",
             self._login_url,
             headers=headers,
             data={"grant_type": "client_credentials"},
-            extensions=dict(original.extensions),
+            extensions=extensions,
         )
 
     def _accept_login(self, response: httpx.Response) -> None:

@@ -9,9 +9,10 @@ import os
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
@@ -44,10 +45,20 @@ from ._errors import (
     transport_error,
     unexpected_response,
 )
+from ._ratelimit import DEFAULT_RATE_LIMITS, RATE_LIMIT_EXTENSION, RateLimiter, RateLimits
 from ._retry import RetryPolicy, RetryTransport
 from ._version import __version__
 
-__all__ = ["DEFAULT_POLL", "DEFAULT_TIMEOUT", "AsyncDapClient"]
+if TYPE_CHECKING:
+    from dapframe.result import QueryResult, QuerySpec
+
+__all__ = [
+    "DEFAULT_POLL",
+    "DEFAULT_TIMEOUT",
+    "AsyncDapClient",
+    "DownloadProgress",
+    "ProgressCallback",
+]
 
 logger = logging.getLogger("dapframe.api")
 
@@ -61,6 +72,79 @@ _T = TypeVar("_T")
 
 #: Mid-body failures after which one object is fetched again with a fresh URL.
 _DROPPED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.ReadTimeout, zlib.error)
+#: Received bytes between two progress events of one object.
+PROGRESS_STEP = 64 * 1024
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DownloadProgress:
+    """One progress event of :meth:`AsyncDapClient.download`.
+
+    Attributes
+    ----------
+    job_id : str
+        The job being downloaded.
+    object_id : str
+        The object this event is about.
+    file_name : str
+        Its local file name (in the download directory).
+    bytes_done : int
+        Bytes of this object received so far, as sent (compressed, even with
+        ``decompress``). When the object starts over with a fresh URL (dropped stream,
+        expired URL), one event with 0 (and ``bytes_total`` ``None``) says so. For a
+        skipped object: the size of the file already on disk.
+    bytes_total : int or None
+        The object's size from ``Content-Length``; ``None`` when the server did not say.
+    parts_done : int
+        Objects of the job finished (or skipped) so far, this one included if ``finished``.
+    parts_total : int
+        Objects in the job.
+    finished : bool
+        This object's file is complete under its final name.
+    skipped : bool
+        The file was already there from an earlier run and was not downloaded again.
+    """
+
+    job_id: str
+    object_id: str
+    file_name: str
+    bytes_done: int
+    bytes_total: int | None
+    parts_done: int
+    parts_total: int
+    finished: bool
+    skipped: bool = False
+
+
+#: Receives :class:`DownloadProgress` events; called on the event loop's thread, so it must
+#: be cheap and must not block.
+ProgressCallback = Callable[[DownloadProgress], None]
+
+
+class _Progress:
+    """Counts finished parts of one download and hands events to the caller's callback."""
+
+    def __init__(self, job_id: str, parts_total: int, callback: ProgressCallback) -> None:
+        self.job_id = job_id
+        self.parts_total = parts_total
+        self.parts_done = 0
+        self._callback = callback
+
+    def bytes(self, object_id: str, name: str, done: int, total: int | None) -> None:
+        self._emit(object_id, name, done, total, finished=False)
+
+    def finished(self, object_id: str, name: str, done: int, total: int | None,
+                 *, skipped: bool = False) -> None:
+        self.parts_done += 1
+        self._emit(object_id, name, done, total, finished=True, skipped=skipped)
+
+    def _emit(self, object_id: str, name: str, done: int, total: int | None, *,
+              finished: bool, skipped: bool = False) -> None:
+        self._callback(DownloadProgress(
+            job_id=self.job_id, object_id=object_id, file_name=name, bytes_done=done,
+            bytes_total=total, parts_done=self.parts_done, parts_total=self.parts_total,
+            finished=finished, skipped=skipped,
+        ))
 
 
 class _RetryObject(Exception):
@@ -118,6 +202,12 @@ class AsyncDapClient:
     download_attempts : int
         Attempts per object when a download breaks mid-body or its URL has expired; each
         new attempt fetches a fresh URL.
+    rate_limits : RateLimits, optional
+        Client-side limits per endpoint, e.g. ``RateLimits()`` for the API's documented ones:
+        calls beyond a limit wait their turn instead of meeting HTTP 429 (many tables at
+        once). Every attempt counts, retries included. On by default with the API's
+        documented limits; ``None`` turns them off (e.g. against the emulator in tests); a 429
+        is retried as its ``Retry-After`` asks either way.
 
     Raises
     ------
@@ -143,6 +233,7 @@ class AsyncDapClient:
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         url_batch_size: int = 100,
         download_attempts: int = 3,
+        rate_limits: RateLimits | None = DEFAULT_RATE_LIMITS,
     ) -> None:
         if config is None:
             config = DapConfig.from_env(
@@ -167,6 +258,8 @@ class AsyncDapClient:
         self._max_concurrency = max_concurrency
         self._url_batch_size = url_batch_size
         self._download_attempts = download_attempts
+        self._rate_limits = rate_limits
+        self._limiter = RateLimiter(rate_limits) if rate_limits is not None else None
         self._auth = DapAuth(config.base_url, config.client_id, config.client_secret)
         if transport is None:
             pool = max_concurrency + 4  # downloads plus a few JSON calls alongside
@@ -209,6 +302,11 @@ class AsyncDapClient:
         return self._auth
 
     @property
+    def rate_limits(self) -> RateLimits | None:
+        """The client-side rate limits in force (``None``: none)."""
+        return self._rate_limits
+
+    @property
     def closed(self) -> bool:
         """True once :meth:`aclose` ran."""
         return self._http.is_closed
@@ -249,7 +347,9 @@ class AsyncDapClient:
             Unknown namespace.
         """
         ctx = Context(f"listing the tables of namespace '{namespace}'", namespace)
-        response = await self._call("GET", f"/dap/query/{_segment(namespace)}/table", ctx)
+        response = await self._call(
+            "GET", f"/dap/query/{_segment(namespace)}/table", ctx, endpoint="tables"
+        )
         return self._parse(response, ctx, TableList.from_json).tables
 
     async def get_schema(self, namespace: str, table: str) -> SchemaResponse:
@@ -262,7 +362,7 @@ class AsyncDapClient:
         """
         ctx = Context(f"reading the schema of {namespace}.{table}", namespace, table)
         path = f"/dap/query/{_segment(namespace)}/table/{_segment(table)}/schema"
-        response = await self._call("GET", path, ctx)
+        response = await self._call("GET", path, ctx, endpoint="schema")
         return self._parse(response, ctx, SchemaResponse.from_json)
 
     async def start_query(self, namespace: str, table: str, request: QueryRequest) -> Job:
@@ -296,7 +396,9 @@ class AsyncDapClient:
             raise UsageError("until needs since: give --since too, or drop --until")
         ctx = Context(f"starting a query on {namespace}.{table}", namespace, table)
         path = f"/dap/query/{_segment(namespace)}/table/{_segment(table)}/data"
-        response = await self._call("POST", path, ctx, json_body=request.to_json())
+        response = await self._call(
+            "POST", path, ctx, json_body=request.to_json(), endpoint="query"
+        )
         job = self._parse(response, ctx, Job.from_json)
         logger.info("query on %s.%s: job %s is %s", namespace, table, job.id, job.status)
         return job
@@ -316,7 +418,7 @@ class AsyncDapClient:
         """
         job_id = job.id if isinstance(job, Job) else job
         ctx = Context(f"polling job '{job_id}'")
-        response = await self._call("GET", f"/dap/job/{_segment(job_id)}", ctx)
+        response = await self._call("GET", f"/dap/job/{_segment(job_id)}", ctx, endpoint="job")
         return self._parse(response, ctx, Job.from_json)
 
     async def wait(
@@ -393,7 +495,9 @@ class AsyncDapClient:
             batch = ids[start:start + size]
             ctx = Context(f"asking for the URLs of {len(batch)} object(s)")
             body = [{"id": oid} for oid in batch]
-            response = await self._call("POST", "/dap/object/url", ctx, json_body=body)
+            response = await self._call(
+                "POST", "/dap/object/url", ctx, json_body=body, endpoint="object_url"
+            )
             urls = self._parse(response, ctx, object_urls_from_json)
             missing = [oid for oid in batch if oid not in urls]
             if missing:
@@ -408,7 +512,13 @@ class AsyncDapClient:
     # -- downloads -------------------------------------------------------------------------
 
     async def download(
-        self, job: Job, directory: str | os.PathLike[str], *, decompress: bool = False
+        self,
+        job: Job,
+        directory: str | os.PathLike[str],
+        *,
+        decompress: bool = False,
+        progress: ProgressCallback | None = None,
+        skip_existing: bool = True,
     ) -> list[Path]:
         """Download every object of a complete job into ``directory``.
 
@@ -425,11 +535,22 @@ class AsyncDapClient:
             Created if missing.
         decompress : bool
             Gunzip while streaming and drop the ``.gz`` suffix (not for Parquet).
+        progress : callable, optional
+            Receives a :class:`DownloadProgress` at most every 64 KiB received per object,
+            once per object when it is finished (or skipped), and once when an object starts
+            over. Called on the event loop's thread: keep it cheap. An exception it raises
+            aborts the download.
+        skip_existing : bool
+            Resume an interrupted run: an object whose file already exists under its final
+            name is not downloaded again (a final name only ever holds a whole file). Its
+            leftover ``.part`` file, if any, is removed. The API hands back the same job for
+            an identical query while that job lives, so the names match. ``False``
+            downloads and overwrites every file.
 
         Returns
         -------
         list of Path
-            The files, in the order of ``job.objects``.
+            The files, in the order of ``job.objects`` (skipped ones included).
 
         Raises
         ------
@@ -449,24 +570,67 @@ class AsyncDapClient:
         ids = list(dict.fromkeys(o.id for o in job.objects))
         if not ids:
             return []
+        # URLs for every object, skipped ones too: the file names come from the URL paths.
         urls = await self.object_urls(ids)
         names = _file_names(ids, urls, decompress)
+        paths = {oid: target / names[oid] for oid in ids}
+        tracker = _Progress(job.id, len(ids), progress) if progress is not None else None
+        todo: list[str] = []
+        for oid in ids:
+            final = paths[oid]
+            if skip_existing and final.is_file():
+                # Only this job's own leftovers are touched: others may share the directory.
+                _part_path(final).unlink(missing_ok=True)
+                if tracker is not None:
+                    size = final.stat().st_size
+                    tracker.finished(oid, final.name, size, size, skipped=True)
+            else:
+                todo.append(oid)
+        if len(todo) < len(ids):
+            logger.info("job %s: %d of %d file(s) already in %s; downloading %d",
+                        job.id, len(ids) - len(todo), len(ids), target, len(todo))
         semaphore = self._get_semaphore()
         try:
             # A TaskGroup cancels the other downloads as soon as one fails for good.
             async with asyncio.TaskGroup() as group:
-                tasks = [
+                for oid in todo:
                     group.create_task(
-                        self._download_object(oid, urls[oid], target / names[oid],
-                                              decompress, semaphore)
+                        self._download_object(oid, urls[oid], paths[oid], decompress,
+                                              semaphore, tracker)
                     )
-                    for oid in ids
-                ]
         except ExceptionGroup as group_error:
             raise group_error.exceptions[0] from None
-        paths = [t.result() for t in tasks]
-        logger.info("job %s: downloaded %d file(s) into %s", job.id, len(paths), target)
-        return paths
+        logger.info("job %s: downloaded %d file(s) into %s", job.id, len(todo), target)
+        return [paths[oid] for oid in ids]
+
+    async def fetch(self, spec: QuerySpec, *, directory: str | os.PathLike[str] | None = None,
+                    naming: str = "plain", deadline: float | None = None,
+                    progress: ProgressCallback | None = None,
+                    decompress: bool = False) -> QueryResult:
+        """Run a query spec to completion and return its :class:`~dapframe.QueryResult`."""
+        # The result hub sits above the client; imported here so the client needs none of it.
+        from dapframe.result import afetch
+
+        return await afetch(self, spec, directory=directory, naming=naming, deadline=deadline,
+                            progress=progress, decompress=decompress)
+
+    async def snapshot(self, table: str, *, namespace: str | None = None,
+                       format: str = "parquet", **kwargs: Any) -> QueryResult:
+        """Fetch a snapshot (see :func:`dapframe.snapshot`)."""
+        from dapframe.result import QuerySpec, parse_table_name
+
+        ns, name = parse_table_name(table, namespace)
+        return await self.fetch(QuerySpec(ns, name, format=format), **kwargs)
+
+    async def incremental(self, table: str, *, since: datetime, until: datetime | None = None,
+                          namespace: str | None = None, format: str = "parquet",
+                          **kwargs: Any) -> QueryResult:
+        """Fetch the changes in (since, until] (see :func:`dapframe.incremental`)."""
+        from dapframe.result import QuerySpec, parse_table_name
+
+        ns, name = parse_table_name(table, namespace)
+        return await self.fetch(QuerySpec(ns, name, format=format, since=since, until=until),
+                                **kwargs)
 
     async def query(
         self,
@@ -477,6 +641,8 @@ class AsyncDapClient:
         *,
         deadline: float | None = None,
         decompress: bool = False,
+        progress: ProgressCallback | None = None,
+        skip_existing: bool = True,
     ) -> tuple[Job, list[Path]]:
         """Start a query, wait for it and download its files.
 
@@ -492,6 +658,10 @@ class AsyncDapClient:
             Most seconds to wait for the job.
         decompress : bool
             Gunzip text formats while downloading.
+        progress : callable, optional
+            Download progress events (see :meth:`download`).
+        skip_existing : bool
+            Keep files of an interrupted earlier run of the same query (see :meth:`download`).
 
         Returns
         -------
@@ -502,17 +672,23 @@ class AsyncDapClient:
             raise UsageError(_PARQUET_DECOMPRESS)
         job = await self.start_query(namespace, table, request)
         job = await self.wait(job, deadline=deadline)
-        return job, await self.download(job, directory, decompress=decompress)
+        files = await self.download(job, directory, decompress=decompress, progress=progress,
+                                    skip_existing=skip_existing)
+        return job, files
 
     # -- internals -------------------------------------------------------------------------
 
     async def _call(
-        self, method: str, path: str, ctx: Context, *, json_body: Any = None
+        self, method: str, path: str, ctx: Context, *, endpoint: str, json_body: Any = None
     ) -> httpx.Response:
         logger.debug("%s %s", method, path)
+        # The retry transport waits at this gate before each attempt (see _ratelimit).
+        gate = self._limiter.gate(endpoint) if self._limiter is not None else None
+        extensions = {RATE_LIMIT_EXTENSION: gate} if gate is not None else None
         try:
             response = await self._http.request(
-                method, path, json=json_body, headers={"Accept": "application/json"}
+                method, path, json=json_body, headers={"Accept": "application/json"},
+                extensions=extensions,
             )
         except httpx.TransportError as exc:
             raise transport_error(
@@ -556,13 +732,15 @@ class AsyncDapClient:
         final: Path,
         decompress: bool,
         semaphore: asyncio.Semaphore,
+        tracker: _Progress | None = None,
     ) -> Path:
-        part = final.with_name(final.name + ".part")
+        part = _part_path(final)
         async with semaphore:
             try:
                 for attempt in range(1, self._download_attempts + 1):
                     try:
-                        await self._fetch(object_id, url, part, decompress)
+                        done, total = await self._fetch(object_id, url, part, decompress,
+                                                        tracker, final.name)
                     except _RetryObject as exc:
                         part.unlink(missing_ok=True)
                         if attempt == self._download_attempts:
@@ -571,6 +749,9 @@ class AsyncDapClient:
                                 f"{attempt} attempt(s) ({exc}): run the download again",
                                 object_id=object_id,
                             ) from exc.__cause__
+                        if tracker is not None:
+                            # Tell the caller this object starts over (a bar may step back).
+                            tracker.bytes(object_id, final.name, 0, None)
                         logger.info(
                             "object %s: %s; fetching a fresh URL (attempt %d of %d)",
                             object_id, exc, attempt + 1, self._download_attempts,
@@ -579,13 +760,24 @@ class AsyncDapClient:
                         continue
                     os.replace(part, final)  # atomic: the final name only ever sees whole files
                     logger.debug("object %s saved as %s", object_id, final)
+                    if tracker is not None:
+                        tracker.finished(object_id, final.name, done, total)
                     return final
             finally:
                 # On any failure or cancellation, no partial file is left behind.
                 part.unlink(missing_ok=True)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _fetch(self, object_id: str, url: str, part: Path, decompress: bool) -> None:
+    async def _fetch(
+        self,
+        object_id: str,
+        url: str,
+        part: Path,
+        decompress: bool,
+        tracker: _Progress | None = None,
+        name: str = "",
+    ) -> tuple[int, int | None]:
+        """Stream one object into ``part``; return (bytes received, Content-Length)."""
         shown = safe_url(url)
         try:
             # auth=None: pre-signed URLs must not receive the bearer token.
@@ -608,7 +800,10 @@ class AsyncDapClient:
                     and part.name.endswith(".gz.part")
                     else None
                 )
+                declared = response.headers.get("content-length")
+                total = int(declared) if declared is not None and declared.isdigit() else None
                 received = 0
+                reported = 0
                 with open(part, "wb") as fh:
                     async for chunk in response.aiter_raw():
                         received += len(chunk)
@@ -618,12 +813,15 @@ class AsyncDapClient:
                             if check is not None:
                                 check.feed(chunk)
                             fh.write(chunk)
-                declared = response.headers.get("content-length")
-                if declared is not None and declared.isdigit() and int(declared) != received:
+                        if tracker is not None and received - reported >= PROGRESS_STEP:
+                            reported = received
+                            tracker.bytes(object_id, name, received, total)
+                if total is not None and total != received:
                     raise _RetryObject(f"body ended after {received} of {declared} bytes")
                 for inflater in (gunzip, check):
                     if inflater is not None and not inflater.complete:
                         raise _RetryObject(f"gzip data ended early after {received} bytes")
+                return received, total
         except _DROPPED as exc:
             raise _RetryObject(
                 f"connection dropped mid-object ({type(exc).__name__}: {one_line(exc, 120)})"
@@ -634,6 +832,11 @@ class AsyncDapClient:
             raise DownloadError(
                 f"object {object_id} could not be downloaded: {err}", object_id=object_id
             ) from exc
+
+
+def _part_path(final: Path) -> Path:
+    """Where ``final`` is written until it is whole."""
+    return final.with_name(final.name + ".part")
 
 
 _PARQUET_DECOMPRESS = (

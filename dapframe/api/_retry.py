@@ -8,6 +8,7 @@ login and the object downloads included, gets the same policy, and tests can inj
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import socket
@@ -19,6 +20,7 @@ from email.utils import parsedate_to_datetime
 import httpx
 
 from ._errors import safe_url
+from ._ratelimit import RATE_LIMIT_EXTENSION
 
 __all__ = ["RetryPolicy", "RetryTransport", "parse_retry_after"]
 
@@ -137,6 +139,10 @@ class RetryTransport(httpx.AsyncBaseTransport):
 
     Notes
     -----
+    A request carrying a rate-limit gate in ``request.extensions`` (the client adds one, see
+    :class:`~dapframe.api.RateLimits`) waits for a slot before every attempt, retries
+    included, and holds it until the answer's headers arrive.
+
     After the last attempt the final response is returned as is (the client maps it to a
     typed error), or the last network error (an :class:`httpx.TransportError`) is raised.
     Request bodies must be replayable (bytes), which every DAP call's body is.
@@ -157,11 +163,13 @@ class RetryTransport(httpx.AsyncBaseTransport):
         """Send ``request``, retrying per :attr:`policy`."""
         policy = self.policy
         where = f"{request.method} {safe_url(request.url)}"
+        gate = request.extensions.get(RATE_LIMIT_EXTENSION)
         attempt = 1
         while True:
             last = attempt >= policy.attempts
             try:
-                response = await self._transport.handle_async_request(request)
+                async with gate if gate is not None else contextlib.nullcontext():
+                    response = await self._transport.handle_async_request(request)
             except RETRYABLE_ERRORS as exc:
                 connect_spent = (isinstance(exc, httpx.ConnectError)
                                  and attempt >= policy.connect_attempts)

@@ -13,9 +13,10 @@ import os
 import threading
 import weakref
 from collections.abc import Coroutine, Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
@@ -24,8 +25,12 @@ from dapframe.errors import UsageError
 from dapframe.wire import Job, QueryRequest, SchemaResponse
 
 from ._auth import DapAuth
-from ._client import DEFAULT_POLL, DEFAULT_TIMEOUT, AsyncDapClient
+from ._client import DEFAULT_POLL, DEFAULT_TIMEOUT, AsyncDapClient, ProgressCallback
+from ._ratelimit import DEFAULT_RATE_LIMITS, RateLimits
 from ._retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from dapframe.result import QueryResult, QuerySpec
 
 __all__ = ["DapClient"]
 
@@ -87,8 +92,15 @@ class DapClient:
     Parameters
     ----------
     config, base_url, client_id, client_secret, transport, retry, max_concurrency, timeout,
-    url_batch_size, download_attempts
+    url_batch_size, download_attempts, rate_limits
         As for :class:`AsyncDapClient`.
+
+    Notes
+    -----
+    A ``progress`` callback given to :meth:`download` or :meth:`query` is called on the
+    background loop's thread (``dapframe-portal``), not the caller's: keep it cheap and
+    thread-safe (e.g. update a counter or a progress bar that accepts updates from threads),
+    and do not call this client from it.
 
     Examples
     --------
@@ -109,6 +121,7 @@ class DapClient:
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         url_batch_size: int = 100,
         download_attempts: int = 3,
+        rate_limits: RateLimits | None = DEFAULT_RATE_LIMITS,
     ) -> None:
         # Built in the caller's thread so that configuration errors surface right here.
         self._client = AsyncDapClient(
@@ -122,6 +135,7 @@ class DapClient:
             timeout=timeout,
             url_batch_size=url_batch_size,
             download_attempts=download_attempts,
+            rate_limits=rate_limits,
         )
         self._portal = _Portal()
         # A client that is never closed still lets its thread stop when collected.
@@ -140,6 +154,11 @@ class DapClient:
     def auth(self) -> DapAuth:
         """The authentication flow."""
         return self._client.auth
+
+    @property
+    def rate_limits(self) -> RateLimits | None:
+        """The client-side rate limits in force (``None``: none)."""
+        return self._client.rate_limits
 
     @property
     def async_client(self) -> AsyncDapClient:
@@ -192,10 +211,34 @@ class DapClient:
         return self._portal.call(self._client.object_urls(list(object_ids)))
 
     def download(
-        self, job: Job, directory: str | os.PathLike[str], *, decompress: bool = False
+        self,
+        job: Job,
+        directory: str | os.PathLike[str],
+        *,
+        decompress: bool = False,
+        progress: ProgressCallback | None = None,
+        skip_existing: bool = True,
     ) -> list[Path]:
-        """Download a complete job's files (see :meth:`AsyncDapClient.download`)."""
-        return self._portal.call(self._client.download(job, directory, decompress=decompress))
+        """Download a complete job's files (see :meth:`AsyncDapClient.download`).
+
+        ``progress`` is called on the background loop's thread, not the caller's.
+        """
+        return self._portal.call(
+            self._client.download(job, directory, decompress=decompress, progress=progress,
+                                  skip_existing=skip_existing)
+        )
+
+    def fetch(self, spec: QuerySpec, **kwargs: Any) -> QueryResult:
+        """Run a query spec to completion (see :meth:`AsyncDapClient.fetch`)."""
+        return self._portal.call(self._client.fetch(spec, **kwargs))
+
+    def snapshot(self, table: str, **kwargs: Any) -> QueryResult:
+        """Fetch a snapshot (see :func:`dapframe.snapshot`)."""
+        return self._portal.call(self._client.snapshot(table, **kwargs))
+
+    def incremental(self, table: str, *, since: datetime, **kwargs: Any) -> QueryResult:
+        """Fetch the changes in (since, until] (see :func:`dapframe.incremental`)."""
+        return self._portal.call(self._client.incremental(table, since=since, **kwargs))
 
     def query(
         self,
@@ -206,10 +249,16 @@ class DapClient:
         *,
         deadline: float | None = None,
         decompress: bool = False,
+        progress: ProgressCallback | None = None,
+        skip_existing: bool = True,
     ) -> tuple[Job, list[Path]]:
-        """Query, wait and download (see :meth:`AsyncDapClient.query`)."""
+        """Query, wait and download (see :meth:`AsyncDapClient.query`).
+
+        ``progress`` is called on the background loop's thread, not the caller's.
+        """
         return self._portal.call(
             self._client.query(
-                namespace, table, request, directory, deadline=deadline, decompress=decompress
+                namespace, table, request, directory, deadline=deadline, decompress=decompress,
+                progress=progress, skip_existing=skip_existing,
             )
         )

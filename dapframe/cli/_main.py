@@ -169,24 +169,102 @@ def schema_cmd(g: _Globals, namespace: str, table: str, output_directory: str) -
 
 
 def _query_command(g: _Globals, namespace: str, table: str, fmt: str, output_directory: str,
-                   since: str | None, until: str | None) -> None:
-    from dapframe.api import DapClient
-    from dapframe.wire import QueryRequest
+                   since: str | None, until: str | None, *, decompress: bool = False,
+                   consolidate: bool = False, concurrency: int = 4) -> None:
+    import asyncio
+
+    from dapframe.result import QuerySpec, parse_table_name
 
     with _errors():
         since_dt = parse_cli_timestamp(since, "--since") if since else None
         until_dt = parse_cli_timestamp(until, "--until") if until else None
         if since_dt and until_dt and until_dt < since_dt:
             raise UsageError(f"--until {until} is before --since {since}: swap them")
-        with DapClient(_config(g)) as client:
-            out = Path(output_directory)
-            for name in _resolve_tables(client, namespace, table):
-                request = QueryRequest(format=fmt, since=since_dt, until=until_dt)
-                job = client.start_query(namespace, name, request)
-                job = client.wait(job)
-                files = client.download(job, out / f"job_{job.id}")
-                for path in files:
-                    click.echo(str(path))
+        if decompress and fmt == "parquet":
+            raise UsageError("--decompress does not apply to parquet (its compression is "
+                             "internal): drop --decompress or choose another --format")
+        if concurrency < 1:
+            raise UsageError(f"--concurrency {concurrency} must be at least 1")
+        names = [t.strip() for t in table.split(",") if t.strip()]
+        if not names:
+            raise UsageError("--table is empty: give a table name, a comma list, or 'all'")
+        if names != ["all"]:
+            for n in names:
+                parse_table_name(n, namespace)
+        out = Path(output_directory)
+        _check_writable(out)
+        config = _config(g)
+        failures = asyncio.run(_run_tables(
+            config, namespace, names, out, concurrency=concurrency, interactive=not
+            g.non_interactive, consolidate=consolidate,
+            make_spec=lambda name: QuerySpec(namespace, name, format=fmt, since=since_dt,
+                                             until=until_dt),
+            decompress=decompress))
+    if failures:
+        for name, message in failures:
+            click.echo(f"error: {namespace}.{name}: {message}", err=True)
+        sys.exit(5)
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create --output-directory {str(out)!r}: {exc.strerror}; "
+                         "choose a writable folder") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UsageError(f"--output-directory {str(out)!r} is not writable: choose a "
+                         "writable folder")
+
+
+async def _run_tables(config: DapConfig, namespace: str, names: list[str], out: Path, *,
+                      concurrency: int, interactive: bool, consolidate: bool,
+                      make_spec: Callable[[str], Any], decompress: bool,
+                      ) -> list[tuple[str, str]]:
+    """Fetch several tables at once; the client's rate limiter keeps job creation in bounds.
+
+    Returns (table, message) for every table that failed; the others are complete.
+    """
+    import asyncio
+
+    from dapframe.api import AsyncDapClient
+    from dapframe.cli._progress import TableProgress
+    from dapframe.errors import AuthenticationError, TransportError
+    from dapframe.export import consolidate as write_consolidated
+    from dapframe.result import afetch
+
+    failures: list[tuple[str, str]] = []
+    async with AsyncDapClient(config) as client:
+        if names == ["all"]:
+            names = await client.list_tables(namespace)
+        gate = asyncio.Semaphore(concurrency)
+        with TableProgress(interactive) as bars:
+
+            async def one(name: str) -> None:
+                async with gate:
+                    spec = make_spec(name)
+                    result = await afetch(client, spec, directory=out, progress=bars.table(
+                        spec.name), decompress=decompress)
+                    if consolidate:
+                        target = out / f"{spec.name}.parquet"
+                        await asyncio.to_thread(write_consolidated, result, target)
+                        click.echo(str(target))
+                    for path in result.files:
+                        click.echo(str(path))
+                    bars.done(spec.name, "done")
+
+            outcomes = await asyncio.gather(*(one(n) for n in names), return_exceptions=True)
+        for name, outcome in zip(names, outcomes, strict=True):
+            if isinstance(outcome, AuthenticationError | TransportError):
+                raise outcome  # the same for every table: one line is enough
+            if isinstance(outcome, DapError):
+                failures.append((name, str(outcome)))
+            elif isinstance(outcome, Exception):
+                log.debug("table %s failed", name, exc_info=outcome)
+                failures.append((name, f"{type(outcome).__name__}: {outcome}"))
+            elif isinstance(outcome, BaseException):
+                raise outcome
+    return failures
 
 
 _format_option = click.option("--format", "fmt", type=click.Choice(list(FORMATS)),
@@ -195,16 +273,30 @@ _outdir_option = click.option("--output-directory", default="downloads", show_de
                               type=click.Path(file_okay=False))
 
 
+def _extra_options(f: F) -> F:
+    f = click.option("--concurrency", default=4, show_default=True, type=int,
+                     help="Tables fetched at once (job creation stays within the API's "
+                          "rate limit).")(f)
+    f = click.option("--consolidate", is_flag=True,
+                     help="Also write one typed Parquet file per table: "
+                          "<output-directory>/<namespace>.<table>.parquet.")(f)
+    f = click.option("--decompress", is_flag=True,
+                     help="Store the parts decompressed (not for parquet).")(f)
+    return f
+
+
 @cli.command("snapshot")
 @_namespace_option
 @_table_option
 @_format_option
 @_outdir_option
+@_extra_options
 @click.pass_obj
-def snapshot_cmd(g: _Globals, namespace: str, table: str, fmt: str,
-                 output_directory: str) -> None:
+def snapshot_cmd(g: _Globals, namespace: str, table: str, fmt: str, output_directory: str,
+                 decompress: bool, consolidate: bool, concurrency: int) -> None:
     """Download a snapshot into <output-directory>/job_<id>/."""
-    _query_command(g, namespace, table, fmt, output_directory, None, None)
+    _query_command(g, namespace, table, fmt, output_directory, None, None,
+                   decompress=decompress, consolidate=consolidate, concurrency=concurrency)
 
 
 @cli.command("incremental")
@@ -214,11 +306,14 @@ def snapshot_cmd(g: _Globals, namespace: str, table: str, fmt: str,
 @_outdir_option
 @click.option("--since", required=True, help="Start (exclusive), e.g. 2026-11-01T00:00:00Z.")
 @click.option("--until", default=None, help="End (inclusive); default: the latest data.")
+@_extra_options
 @click.pass_obj
 def incremental_cmd(g: _Globals, namespace: str, table: str, fmt: str, output_directory: str,
-                    since: str, until: str | None) -> None:
+                    since: str, until: str | None, decompress: bool, consolidate: bool,
+                    concurrency: int) -> None:
     """Download the changes in (since, until] into <output-directory>/job_<id>/."""
-    _query_command(g, namespace, table, fmt, output_directory, since, until)
+    _query_command(g, namespace, table, fmt, output_directory, since, until,
+                   decompress=decompress, consolidate=consolidate, concurrency=concurrency)
 
 
 @cli.command("emulator")

@@ -65,6 +65,7 @@ class Faults:
             self._expired_urls = 0
             self._calls: dict[str, deque[float]] = {e: deque() for e in ENDPOINTS}
             self.revoked_before: float = 0.0
+            self.rate_limited_answers = 0  # 429s answered for a rate limit (not bursts)
 
     # -- setters -----------------------------------------------------------------------------
     def burst(self, endpoint: str, *, status: int, count: int = 1,
@@ -177,6 +178,7 @@ class Faults:
                 calls.popleft()
             limit = self.limits.get(endpoint)
             if self.rate_limits and limit is not None and len(calls) >= limit:
+                self.rate_limited_answers += 1
                 return max(0.0, 60.0 - (now - calls[0]))
             calls.append(now)
             return None
@@ -194,4 +196,5 @@ class Faults:
                 "fail_jobs": self._fail_jobs,
                 "drop_downloads": len(self._drops),
                 "expire_urls": self._expired_urls,
+                "rate_limited_answers": self.rate_limited_answers,
             }

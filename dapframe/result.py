@@ -1,0 +1,399 @@
+"""The result hub: one query job's downloaded parts, its facts and its table schema.
+
+A :class:`QueryResult` is what :func:`dapframe.snapshot` and :func:`dapframe.incremental`
+return. Its verbs are named as Polars and DuckDB name theirs: :meth:`QueryResult.scan` (a
+``polars.LazyFrame``, nothing loaded), :meth:`QueryResult.to_polars` (eager),
+:meth:`QueryResult.to_arrow` (a streaming record-batch reader), :meth:`QueryResult.to_duckdb`
+(a view over the parts) and :meth:`QueryResult.write`.
+
+The verbs import :mod:`dapframe.frames` and :mod:`dapframe.export` when called, so that this
+module (and the client below it) never needs Polars or DuckDB installed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dapframe.errors import UsageError
+from dapframe.schema import TableSchema
+from dapframe.wire import FORMATS, Job
+
+if TYPE_CHECKING:
+    import duckdb
+    import polars as pl
+    import pyarrow as pa
+
+    from dapframe.api import AsyncDapClient, DapClient, ProgressCallback
+    from dapframe.config import DapConfig
+
+__all__ = [
+    "NAMINGS",
+    "QueryResult",
+    "QuerySpec",
+    "afetch",
+    "cache_dir",
+    "incremental",
+    "parse_table_name",
+    "snapshot",
+]
+
+#: Column naming schemes: bare names, or the official dotted labels (``key.id``, ``value.name``).
+NAMINGS: tuple[str, ...] = ("plain", "dotted")
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def parse_table_name(name: str, namespace: str | None = None) -> tuple[str, str]:
+    """Split ``"canvas.accounts"`` into ``("canvas", "accounts")``.
+
+    A bare table name needs ``namespace``. Names are checked so that they can never escape a
+    directory or a SQL identifier.
+
+    Raises
+    ------
+    UsageError
+        If the name is malformed or the namespace is missing.
+    """
+    ns, dot, table = name.partition(".")
+    if not dot:
+        ns, table = namespace or "", name
+    elif namespace is not None and namespace != ns:
+        raise UsageError(f"table {name!r} is not in namespace {namespace!r}: give one of them")
+    if not ns:
+        raise UsageError(f"table {name!r} has no namespace: write it as 'canvas.{name}'")
+    for part, what in ((ns, "namespace"), (table, "table")):
+        if not _NAME_RE.match(part):
+            raise UsageError(
+                f"invalid {what} name {part!r}: use letters, digits and underscores "
+                "(e.g. canvas.accounts)"
+            )
+    return ns, table
+
+
+def cache_dir() -> Path:
+    """Where downloads go by default: ``$DAPFRAME_CACHE_DIR`` or ``~/.cache/dapframe``."""
+    env = os.environ.get("DAPFRAME_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "dapframe"
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    """What to fetch: a table, a transfer format, and a window for incremental queries.
+
+    Parameters
+    ----------
+    namespace, table : str
+        E.g. ``canvas`` and ``accounts``.
+    format : str
+        Transfer format: ``parquet`` (fastest to read), ``jsonl``, ``csv`` or ``tsv``.
+    since, until : datetime, optional
+        Incremental window (since, until]; ``since`` makes the query incremental. Aware
+        datetimes only.
+    """
+
+    namespace: str
+    table: str
+    format: str = "parquet"
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        parse_table_name(f"{self.namespace}.{self.table}")
+        if self.format not in FORMATS:
+            raise UsageError(
+                f"unknown format {self.format!r}: choose one of {', '.join(FORMATS)}"
+            )
+        for label, value in (("since", self.since), ("until", self.until)):
+            if value is not None and value.tzinfo is None:
+                raise UsageError(
+                    f"{label}={value.isoformat()} has no time zone: pass an aware datetime, "
+                    "e.g. datetime(2026, 11, 1, tzinfo=UTC)"
+                )
+        if self.until is not None and self.since is None:
+            raise UsageError("until= needs since=: an incremental window starts at since")
+        if self.since and self.until and self.until < self.since:
+            raise UsageError(
+                f"until={self.until.isoformat()} is before since={self.since.isoformat()}: "
+                "swap them"
+            )
+
+    @property
+    def incremental(self) -> bool:
+        """True for an incremental query (``since`` given)."""
+        return self.since is not None
+
+    @property
+    def name(self) -> str:
+        """``namespace.table``."""
+        return f"{self.namespace}.{self.table}"
+
+
+@dataclass
+class QueryResult:
+    """One completed query job: its downloaded parts, its facts and its table schema.
+
+    Attributes
+    ----------
+    spec : QuerySpec
+        What was asked.
+    job : Job
+        The complete job (``at``, or ``since``/``until``; ``schema_version``; objects).
+    files : list of Path
+        The downloaded parts, in object order.
+    schema : TableSchema
+        The table's schema (types, nullability, enum values) used for every verb.
+    naming : str
+        Default column naming of the verbs: ``plain`` (``id``, ``name``; meta columns stay
+        ``meta.ts``/``meta.action``) or ``dotted`` (``key.id``, ``value.name``).
+    """
+
+    spec: QuerySpec
+    job: Job
+    files: list[Path]
+    schema: TableSchema
+    naming: str = "plain"
+    _duckdb_views: list[str] = field(default_factory=list, repr=False)
+
+    # -- facts ---------------------------------------------------------------------------
+    @property
+    def incremental(self) -> bool:
+        """True when this is the result of an incremental query."""
+        return self.spec.incremental
+
+    @property
+    def format(self) -> str:
+        """The transfer format of the parts."""
+        return self.spec.format
+
+    @property
+    def at(self) -> datetime | None:
+        """Snapshot time (next incremental ``since``); None for an incremental result."""
+        return self.job.at
+
+    @property
+    def since(self) -> datetime | None:
+        """Start of an incremental window (exclusive)."""
+        return self.job.since
+
+    @property
+    def until(self) -> datetime | None:
+        """End of an incremental window (inclusive; next ``since``)."""
+        return self.job.until
+
+    @property
+    def schema_version(self) -> int | None:
+        """Schema version the job was produced with."""
+        return self.job.schema_version
+
+    @property
+    def watermark(self) -> datetime | None:
+        """Where the next incremental query starts: ``at`` or ``until``."""
+        return self.job.until if self.incremental else self.job.at
+
+    @property
+    def key(self) -> list[str]:
+        """Primary-key column names (in the result's naming)."""
+        return [c.name if self.naming == "plain" else c.label for c in self.schema.key]
+
+    def _naming(self, naming: str | None) -> str:
+        naming = naming or self.naming
+        if naming not in NAMINGS:
+            raise UsageError(f"unknown naming {naming!r}: choose one of {', '.join(NAMINGS)}")
+        return naming
+
+    # -- verbs ---------------------------------------------------------------------------
+    def to_arrow(self, *, naming: str | None = None,
+                 batch_size: int = 65_536) -> pa.RecordBatchReader:
+        """Stream the rows as Arrow record batches of the canonical, schema-derived types."""
+        from dapframe.frames import read_batches
+
+        return read_batches(self.files, self.format, self.schema, incremental=self.incremental,
+                            naming=self._naming(naming), batch_size=batch_size)
+
+    def scan(self, *, naming: str | None = None) -> pl.LazyFrame:
+        """A ``polars.LazyFrame`` over the parts; nothing is read until it is collected."""
+        from dapframe.frames import scan
+
+        return scan(self, naming=self._naming(naming))
+
+    def to_polars(self, *, naming: str | None = None) -> pl.DataFrame:
+        """Read every part into one eager ``polars.DataFrame``."""
+        return self.scan(naming=naming).collect()
+
+    def to_duckdb(self, con: duckdb.DuckDBPyConnection | None = None, name: str | None = None,
+                  *, naming: str | None = None) -> duckdb.DuckDBPyRelation:
+        """Create (or replace) a DuckDB view over the parts and return it as a relation.
+
+        Parameters
+        ----------
+        con : duckdb.DuckDBPyConnection, optional
+            Connection to create the view in; DuckDB's default in-memory connection if None.
+        name : str, optional
+            View name; ``<table>`` by default.
+        """
+        from dapframe.frames import to_duckdb
+
+        return to_duckdb(self, con=con, name=name or self.spec.table,
+                         naming=self._naming(naming))
+
+    def write(self, path: str | os.PathLike[str], *, format: str = "parquet",
+              naming: str | None = None) -> Path:
+        """Write the typed rows to one file (parquet, csv, tsv or jsonl), atomically."""
+        from dapframe.export import write
+
+        return write(self, Path(path), format=format, naming=self._naming(naming))
+
+    def apply_to(self, base: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
+        """Apply this incremental result to a base frame: the table as of ``until``.
+
+        See :func:`dapframe.frames.apply_changes`.
+        """
+        from dapframe.frames import apply_changes
+
+        if not self.incremental:
+            raise UsageError("apply_to() needs an incremental result: use incremental(...)")
+        return apply_changes(base, self.scan(), key=self.key)
+
+    def cleanup(self) -> None:
+        """Delete the downloaded parts (the job folder)."""
+        folders = {f.parent for f in self.files}
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def __repr__(self) -> str:
+        window = (f"since={self.since.isoformat() if self.since else None}, "
+                  f"until={self.until.isoformat() if self.until else None}"
+                  if self.incremental else f"at={self.at.isoformat() if self.at else None}")
+        return (f"QueryResult({self.spec.name}, {'incremental' if self.incremental else 'snapshot'}"
+                f", {window}, format={self.format!r}, parts={len(self.files)}, "
+                f"schema_version={self.schema_version})")
+
+
+def make_result(spec: QuerySpec, job: Job, files: Sequence[Path], schema_doc: dict[str, Any],
+                version: int, *, naming: str = "plain") -> QueryResult:
+    """Assemble a :class:`QueryResult` from a finished download (used by the clients)."""
+    schema = TableSchema.from_json(spec.namespace, spec.table, schema_doc, version)
+    return QueryResult(spec=spec, job=job, files=list(files), schema=schema, naming=naming)
+
+
+async def afetch(
+    client: AsyncDapClient,
+    spec: QuerySpec,
+    *,
+    directory: str | os.PathLike[str] | None = None,
+    naming: str = "plain",
+    deadline: float | None = None,
+    progress: ProgressCallback | None = None,
+    decompress: bool = False,
+) -> QueryResult:
+    """Run one query job to completion and download its parts (async).
+
+    Parts go to ``<directory>/job_<id>/`` (the official client's layout); ``directory``
+    defaults to ``<cache_dir()>/<namespace>.<table>``. Parts already downloaded by an
+    interrupted run of the same job are reused.
+    """
+    from dapframe.wire import QueryRequest
+
+    if naming not in NAMINGS:
+        raise UsageError(f"unknown naming {naming!r}: choose one of {', '.join(NAMINGS)}")
+    schema = await client.get_schema(spec.namespace, spec.table)
+    # Condensed: a JSON object stays one column in csv/tsv, whatever its keys.
+    request = QueryRequest(format=spec.format, mode="condensed", since=spec.since,
+                           until=spec.until)
+    job = await client.wait(await client.start_query(spec.namespace, spec.table, request),
+                            deadline=deadline)
+    root = Path(directory) if directory is not None else cache_dir() / spec.name
+    files = await client.download(job, root / f"job_{job.id}", decompress=decompress,
+                                  progress=progress)
+    return make_result(spec, job, files, schema.schema, schema.version, naming=naming)
+
+
+def _fetch_sync(spec: QuerySpec, *, client: DapClient | None, config: DapConfig | None,
+                directory: str | os.PathLike[str] | None, naming: str, deadline: float | None,
+                progress: ProgressCallback | None) -> QueryResult:
+    from dapframe.api import DapClient
+
+    if client is not None:
+        return client.fetch(spec, directory=directory, naming=naming, deadline=deadline,
+                            progress=progress)
+    with DapClient(config) as own:
+        return own.fetch(spec, directory=directory, naming=naming, deadline=deadline,
+                         progress=progress)
+
+
+def snapshot(
+    table: str,
+    *,
+    namespace: str | None = None,
+    format: str = "parquet",
+    directory: str | os.PathLike[str] | None = None,
+    naming: str = "plain",
+    client: DapClient | None = None,
+    config: DapConfig | None = None,
+    deadline: float | None = None,
+    progress: ProgressCallback | None = None,
+) -> QueryResult:
+    """Fetch a snapshot of a table: its current state, as a :class:`QueryResult`.
+
+    Parameters
+    ----------
+    table : str
+        ``"canvas.accounts"`` (or ``"accounts"`` with ``namespace="canvas"``).
+    format : str
+        Transfer format; ``parquet`` (default) is the fastest to read.
+    directory : path, optional
+        Where the parts go (``<directory>/job_<id>/``); default ``<cache_dir()>/<table>``.
+    naming : str
+        ``plain`` (``id``, ``name``) or ``dotted`` (``key.id``, ``value.name``).
+    client : DapClient, optional
+        A client to reuse; by default one is made from ``config`` or the ``DAP_*`` variables.
+    deadline : float, optional
+        Seconds to wait for the job before :class:`~dapframe.errors.JobTimeoutError`.
+    progress : callable, optional
+        Called with :class:`~dapframe.api.DownloadProgress` events.
+
+    Examples
+    --------
+    >>> accounts = dapframe.snapshot("canvas.accounts")          # doctest: +SKIP
+    >>> accounts.scan().filter(pl.col("workflow_state") == "active").collect()  # doctest: +SKIP
+    """
+    ns, name = parse_table_name(table, namespace)
+    spec = QuerySpec(ns, name, format=format)
+    return _fetch_sync(spec, client=client, config=config, directory=directory, naming=naming,
+                       deadline=deadline, progress=progress)
+
+
+def incremental(
+    table: str,
+    *,
+    since: datetime,
+    until: datetime | None = None,
+    namespace: str | None = None,
+    format: str = "parquet",
+    directory: str | os.PathLike[str] | None = None,
+    naming: str = "plain",
+    client: DapClient | None = None,
+    config: DapConfig | None = None,
+    deadline: float | None = None,
+    progress: ProgressCallback | None = None,
+) -> QueryResult:
+    """Fetch the changes of a table in (since, until] as a :class:`QueryResult`.
+
+    Each changed key appears once, in its last version; hard deletes have
+    ``meta.action == "D"``. Chain windows with ``result.until`` as the next ``since``. Other
+    parameters as for :func:`snapshot`.
+    """
+    ns, name = parse_table_name(table, namespace)
+    spec = QuerySpec(ns, name, format=format, since=since, until=until)
+    return _fetch_sync(spec, client=client, config=config, directory=directory, naming=naming,
+                       deadline=deadline, progress=progress)
