@@ -61,13 +61,13 @@ def parse_table_name(name: str, namespace: str | None = None) -> tuple[str, str]
     UsageError
         If the name is malformed or the namespace is missing.
     """
-    ns, dot, table = name.partition(".")
-    if not dot:
-        ns, table = namespace or "", name
-    elif namespace is not None and namespace != ns:
-        raise UsageError(f"table {name!r} is not in namespace {namespace!r}: give one of them")
-    if not ns:
-        raise UsageError(f"table {name!r} has no namespace: write it as 'canvas.{name}'")
+    if namespace is not None:
+        ns = namespace
+        table = name[len(ns) + 1:] if name.startswith(ns + ".") else name
+    else:
+        ns, _, table = name.partition(".")
+        if not table:
+            raise UsageError(f"table {name!r} has no namespace: write it as 'canvas.{name}'")
     for part, what in ((ns, "namespace"), (table, "table")):
         if not _NAME_RE.match(part):
             raise UsageError(
