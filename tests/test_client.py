@@ -46,6 +46,7 @@ NS = "canvas"
 
 # -- helpers --------------------------------------------------------------------------------
 
+
 class Recorder(httpx.AsyncBaseTransport):
     """A real socket transport that remembers every attempt (method, path, body, status)."""
 
@@ -59,8 +60,7 @@ class Recorder(httpx.AsyncBaseTransport):
         if auth.startswith("Bearer "):
             self.bearers.add(auth.removeprefix("Bearer "))
         response = await self.inner.handle_async_request(request)
-        self.calls.append((request.method, request.url.path, request.content,
-                           response.status_code))
+        self.calls.append((request.method, request.url.path, request.content, response.status_code))
         return response
 
     async def aclose(self) -> None:
@@ -73,9 +73,14 @@ class Recorder(httpx.AsyncBaseTransport):
 def make_client(emu: Emulator, recorder: Recorder | None = None, **kw: Any) -> AsyncDapClient:
     kw.setdefault("retry", FAST)
     transport = RetryTransport(recorder, kw.pop("retry")) if recorder is not None else None
-    return AsyncDapClient(rate_limits=None, base_url=emu.base_url, client_id=CLIENT_ID,
-                          client_secret=kw.pop("client_secret", CLIENT_SECRET),
-                          transport=transport, **kw)
+    return AsyncDapClient(
+        rate_limits=None,
+        base_url=emu.base_url,
+        client_id=CLIENT_ID,
+        client_secret=kw.pop("client_secret", CLIENT_SECRET),
+        transport=transport,
+        **kw,
+    )
 
 
 def count_records(path: Path, fmt: str) -> int:
@@ -112,14 +117,17 @@ def run(coro: Any) -> Any:
 @pytest.fixture(scope="module")
 def table(module_emulator: Emulator) -> str:
     """A table big enough to span several objects (so parallel download matters)."""
-    sizes = {t: module_emulator.dataset.snapshot(NS, t).num_rows
-             for t in ("submissions", "enrollments", "users", "assignments")}
+    sizes = {
+        t: module_emulator.dataset.snapshot(NS, t).num_rows
+        for t in ("submissions", "enrollments", "users", "assignments")
+    }
     name = max(sizes, key=lambda t: sizes[t])
     assert sizes[name] > 1000, sizes
     return name
 
 
 # -- list, schema, snapshot, incremental ----------------------------------------------------
+
 
 def test_list_tables_and_schema(module_emulator: Emulator) -> None:
     emu = module_emulator
@@ -135,8 +143,9 @@ def test_list_tables_and_schema(module_emulator: Emulator) -> None:
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_snapshot_every_format(module_emulator: Emulator, table: str, fmt: str,
-                               tmp_path: Path) -> None:
+def test_snapshot_every_format(
+    module_emulator: Emulator, table: str, fmt: str, tmp_path: Path
+) -> None:
     emu = module_emulator
 
     async def go() -> tuple[Job, list[Path]]:
@@ -156,8 +165,9 @@ def test_snapshot_every_format(module_emulator: Emulator, table: str, fmt: str,
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_incremental_every_format(module_emulator: Emulator, table: str, fmt: str,
-                                  tmp_path: Path) -> None:
+def test_incremental_every_format(
+    module_emulator: Emulator, table: str, fmt: str, tmp_path: Path
+) -> None:
     emu = module_emulator
     since = emu.dataset.commit_time(0)
 
@@ -174,14 +184,12 @@ def test_incremental_every_format(module_emulator: Emulator, table: str, fmt: st
     assert sum(count_records(f, fmt) for f in files) == expected.num_rows
 
 
-def test_decompress_while_streaming(module_emulator: Emulator, table: str,
-                                    tmp_path: Path) -> None:
+def test_decompress_while_streaming(module_emulator: Emulator, table: str, tmp_path: Path) -> None:
     emu = module_emulator
 
     async def go() -> tuple[Job, list[Path]]:
         async with make_client(emu) as dap:
-            return await dap.query(NS, table, QueryRequest(format="csv"), tmp_path,
-                                   decompress=True)
+            return await dap.query(NS, table, QueryRequest(format="csv"), tmp_path, decompress=True)
 
     _, files = run(go())
     assert all(f.suffix == ".csv" for f in files)
@@ -198,6 +206,7 @@ def test_decompress_while_streaming(module_emulator: Emulator, table: str,
 
 
 # -- auth -----------------------------------------------------------------------------------
+
 
 def test_token_expiring_mid_run_is_renewed(emulator: Emulator, tmp_path: Path) -> None:
     emu = emulator
@@ -238,6 +247,7 @@ def test_wrong_credentials(emulator: Emulator) -> None:
 
 
 # -- rate limits and server errors ----------------------------------------------------------
+
 
 def test_429_retry_after_seconds_is_honoured(emulator: Emulator) -> None:
     emulator.faults.burst("tables", status=429, count=1, retry_after="1")
@@ -309,13 +319,18 @@ def test_5xx_after_every_retry_is_server_error(emulator: Emulator) -> None:
 
 # -- downloads under faults -----------------------------------------------------------------
 
+
 def _object_url_batches(rec: Recorder) -> list[list[str]]:
-    return [[o["id"] for o in json.loads(body)]
-            for _, body, status in rec.paths("/dap/object/url") if status == 200]
+    return [
+        [o["id"] for o in json.loads(body)]
+        for _, body, status in rec.paths("/dap/object/url")
+        if status == 200
+    ]
 
 
-def test_stream_dropped_mid_object_refetches_only_that_object(emulator: Emulator,
-                                                              tmp_path: Path) -> None:
+def test_stream_dropped_mid_object_refetches_only_that_object(
+    emulator: Emulator, tmp_path: Path
+) -> None:
     emu = emulator
     rec = Recorder()
 
@@ -355,8 +370,9 @@ def test_expired_url_is_renewed(emulator: Emulator, tmp_path: Path) -> None:
     assert rows == emu.dataset.snapshot(NS, "accounts").num_rows
 
 
-def test_download_error_after_attempts_leaves_no_partial_files(emulator: Emulator,
-                                                               tmp_path: Path) -> None:
+def test_download_error_after_attempts_leaves_no_partial_files(
+    emulator: Emulator, tmp_path: Path
+) -> None:
     emu = emulator
 
     async def go() -> None:
@@ -375,6 +391,7 @@ def test_download_error_after_attempts_leaves_no_partial_files(emulator: Emulato
 
 
 # -- jobs -----------------------------------------------------------------------------------
+
 
 def test_failed_job(emulator: Emulator, tmp_path: Path) -> None:
     emulator.faults.fail_next_jobs(1)
@@ -405,6 +422,7 @@ def test_slow_job_past_deadline(emulator: Emulator) -> None:
 
 # -- addressing errors ----------------------------------------------------------------------
 
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -415,8 +433,13 @@ def test_unreachable_base_url_fails_fast() -> None:
     url = f"http://127.0.0.1:{_closed_port()}"
 
     async def go() -> None:
-        async with AsyncDapClient(rate_limits=None, base_url=url, client_id=CLIENT_ID,
-                                  client_secret=CLIENT_SECRET, retry=FAST) as dap:
+        async with AsyncDapClient(
+            rate_limits=None,
+            base_url=url,
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+            retry=FAST,
+        ) as dap:
             await dap.list_tables(NS)
 
     start = time.monotonic()
@@ -461,14 +484,19 @@ def test_since_out_of_range(emulator: Emulator) -> None:
 
 # -- sync client ----------------------------------------------------------------------------
 
-def test_sync_client_inside_a_running_event_loop(module_emulator: Emulator,
-                                                 tmp_path: Path) -> None:
+
+def test_sync_client_inside_a_running_event_loop(module_emulator: Emulator, tmp_path: Path) -> None:
     emu = module_emulator
 
     async def notebook_cell() -> tuple[list[str], Job, list[Path]]:
         asyncio.get_running_loop()  # as in Jupyter: a loop runs in this thread
-        with DapClient(rate_limits=None, base_url=emu.base_url, client_id=CLIENT_ID,
-                       client_secret=CLIENT_SECRET, retry=FAST) as dap:
+        with DapClient(
+            rate_limits=None,
+            base_url=emu.base_url,
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+            retry=FAST,
+        ) as dap:
             tables = dap.list_tables(NS)
             job, files = dap.query(NS, "accounts", QueryRequest("jsonl"), tmp_path, deadline=30)
             assert dap.get_job(job.id).status == "complete"
@@ -476,13 +504,20 @@ def test_sync_client_inside_a_running_event_loop(module_emulator: Emulator,
 
     tables, job, files = asyncio.run(notebook_cell())
     assert "accounts" in tables and len(files) == len(job.objects)
-    assert sum(count_records(f, "jsonl") for f in files) == emu.dataset.snapshot(
-        NS, "accounts").num_rows
+    assert (
+        sum(count_records(f, "jsonl") for f in files)
+        == emu.dataset.snapshot(NS, "accounts").num_rows
+    )
 
 
 def test_sync_client_errors_and_close(emulator: Emulator) -> None:
-    dap = DapClient(rate_limits=None, base_url=emulator.base_url, client_id=CLIENT_ID,
-                    client_secret=CLIENT_SECRET, retry=FAST)
+    dap = DapClient(
+        rate_limits=None,
+        base_url=emulator.base_url,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        retry=FAST,
+    )
     with pytest.raises(NotFoundError):
         dap.get_schema(NS, "nope")
     dap.close()
@@ -493,14 +528,16 @@ def test_sync_client_errors_and_close(emulator: Emulator) -> None:
 
 # -- secrecy --------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def all_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
     caplog.set_level(logging.DEBUG)  # root: httpx and httpcore traces too
     yield caplog
 
 
-def test_secret_and_token_never_leak(emulator: Emulator, tmp_path: Path,
-                                     all_logs: pytest.LogCaptureFixture) -> None:
+def test_secret_and_token_never_leak(
+    emulator: Emulator, tmp_path: Path, all_logs: pytest.LogCaptureFixture
+) -> None:
     emu = emulator
     rec = Recorder()
     errors: list[BaseException] = []
@@ -527,7 +564,9 @@ def test_secret_and_token_never_leak(emulator: Emulator, tmp_path: Path,
             run(_list_with(emu, secret))
         except DapError as exc:
             errors.append(exc)
-    sync = DapClient(rate_limits=None, base_url=emu.base_url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    sync = DapClient(
+        rate_limits=None, base_url=emu.base_url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
+    )
     texts.append(repr(sync))
     texts.append(repr(sync.config))
     sync.close()

@@ -20,27 +20,46 @@ from tests.conftest import CLIENT_ID, CLIENT_SECRET
 
 FORMATS = ["jsonl", "csv", "tsv", "parquet"]
 STEPS = 3
-TABLES = [("canvas", t) for t in (
-    "accounts", "users", "pseudonyms", "courses", "course_sections", "enrollment_terms",
-    "enrollments", "assignments", "submissions")] + [("canvas_logs", "web_logs")]
+TABLES = [
+    ("canvas", t)
+    for t in (
+        "accounts",
+        "users",
+        "pseudonyms",
+        "courses",
+        "course_sections",
+        "enrollment_terms",
+        "enrollments",
+        "assignments",
+        "submissions",
+    )
+] + [("canvas_logs", "web_logs")]
 
 
 @pytest.fixture(scope="module")
 def emu() -> Iterator[Emulator]:
-    with Emulator(seed=7, scale=1, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-                  rows_per_part=400, job_seconds=0) as e:
+    with Emulator(
+        seed=7,
+        scale=1,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        rows_per_part=400,
+        job_seconds=0,
+    ) as e:
         yield e
 
 
 @pytest.fixture(scope="module")
 def client(emu: Emulator) -> Iterator[DapClient]:
-    with DapClient(rate_limits=None, base_url=emu.base_url, client_id=CLIENT_ID,
-                   client_secret=CLIENT_SECRET) as c:
+    with DapClient(
+        rate_limits=None, base_url=emu.base_url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
+    ) as c:
         yield c
 
 
-def fetch(client: DapClient, ns: str, table: str, request: QueryRequest,
-          directory: Path) -> list[dict[str, Any]]:
+def fetch(
+    client: DapClient, ns: str, table: str, request: QueryRequest, directory: Path
+) -> list[dict[str, Any]]:
     job = client.wait(client.start_query(ns, table, request), deadline=60)
     files = client.download(job, directory)
     assert len(files) == len(job.objects)
@@ -53,21 +72,26 @@ def by_key(rows: list[dict[str, Any]], key: str) -> dict[Any, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def history(emu: Emulator, client: DapClient, tmp_path_factory: pytest.TempPathFactory,
-            ) -> dict[tuple[str, str, str], tuple[list, list, list]]:
+def history(
+    emu: Emulator,
+    client: DapClient,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[tuple[str, str, str], tuple[list, list, list]]:
     """For every table and format: rows of snapshot(0), of changes(0, k] and of snapshot(k)."""
     root = tmp_path_factory.mktemp("identity")
     t0 = emu.dataset.commit_time(0)
     out: dict[tuple[str, str, str], Any] = {}
     for ns, table in TABLES:
         for fmt in FORMATS:
-            out[(ns, table, fmt)] = [fetch(client, ns, table, QueryRequest(format=fmt),
-                                           root / f"{table}-{fmt}-s0")]
+            out[(ns, table, fmt)] = [
+                fetch(client, ns, table, QueryRequest(format=fmt), root / f"{table}-{fmt}-s0")
+            ]
     emu.tick(STEPS)
     for ns, table in TABLES:
         for fmt in FORMATS:
-            changes = fetch(client, ns, table, QueryRequest(format=fmt, since=t0),
-                            root / f"{table}-{fmt}-inc")
+            changes = fetch(
+                client, ns, table, QueryRequest(format=fmt, since=t0), root / f"{table}-{fmt}-inc"
+            )
             snap_k = fetch(client, ns, table, QueryRequest(format=fmt), root / f"{table}-{fmt}-sk")
             out[(ns, table, fmt)] += [changes, snap_k]
     return out
@@ -76,7 +100,8 @@ def history(emu: Emulator, client: DapClient, tmp_path_factory: pytest.TempPathF
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize(("ns", "table"), TABLES)
 def test_snapshot_plus_changes_equals_later_snapshot(
-        history: dict, emu: Emulator, ns: str, table: str, fmt: str) -> None:
+    history: dict, emu: Emulator, ns: str, table: str, fmt: str
+) -> None:
     snap0, changes, snap_k = history[(ns, table, fmt)]
     key = "key." + emu.dataset.spec(ns, table).key.name
     state = by_key(snap0, key)

@@ -50,14 +50,24 @@ class Recorder(httpx.AsyncBaseTransport):
 
     def object_gets(self) -> list[str]:
         """Names of the objects fetched from pre-signed URLs."""
-        return [p.rsplit("/", 1)[-1] for m, p, _ in self.calls
-                if m == "GET" and p.startswith("/emulator/objects/")]
+        return [
+            p.rsplit("/", 1)[-1]
+            for m, p, _ in self.calls
+            if m == "GET" and p.startswith("/emulator/objects/")
+        ]
 
 
 def make_client(emu: Emulator, rec: Recorder | None = None, **kw: Any) -> AsyncDapClient:
     transport = RetryTransport(rec, FAST) if rec is not None else None
-    return AsyncDapClient(rate_limits=None, base_url=emu.base_url, client_id=CLIENT_ID,
-                          client_secret=CLIENT_SECRET, transport=transport, retry=FAST, **kw)
+    return AsyncDapClient(
+        rate_limits=None,
+        base_url=emu.base_url,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        transport=transport,
+        retry=FAST,
+        **kw,
+    )
 
 
 class Events:
@@ -91,8 +101,8 @@ async def _complete_job(dap: AsyncDapClient, fmt: str = "jsonl") -> Job:
 
 # -- progress -------------------------------------------------------------------------------------
 
-def test_progress_events_every_64k_and_once_per_part(emulator: Emulator,
-                                                     tmp_path: Path) -> None:
+
+def test_progress_events_every_64k_and_once_per_part(emulator: Emulator, tmp_path: Path) -> None:
     events = Events()
     callback: ProgressCallback = events
 
@@ -127,14 +137,16 @@ def test_progress_events_every_64k_and_once_per_part(emulator: Emulator,
     assert [e.parts_done for e in events.finished()] == list(range(1, n + 1))
 
 
-def test_progress_counts_bytes_received_when_decompressing(emulator: Emulator,
-                                                           tmp_path: Path) -> None:
+def test_progress_counts_bytes_received_when_decompressing(
+    emulator: Emulator, tmp_path: Path
+) -> None:
     events = Events()
 
     async def go() -> list[Path]:
         async with make_client(emulator) as dap:
-            return await dap.download(await _complete_job(dap, "csv"), tmp_path,
-                                      decompress=True, progress=events)
+            return await dap.download(
+                await _complete_job(dap, "csv"), tmp_path, decompress=True, progress=events
+            )
 
     files = run(go())
     finished = {e.file_name: e for e in events.finished()}
@@ -168,8 +180,7 @@ def test_progress_starts_over_when_a_stream_drops(emulator: Emulator, tmp_path: 
     assert sum(len(_lines(f)) for f in files) == emulator.dataset.snapshot(NS, TABLE).num_rows
 
 
-def test_progress_callback_error_aborts_the_download(emulator: Emulator,
-                                                     tmp_path: Path) -> None:
+def test_progress_callback_error_aborts_the_download(emulator: Emulator, tmp_path: Path) -> None:
     class Stop(Exception):
         pass
 
@@ -190,17 +201,24 @@ def test_query_progress_async_and_sync(emulator: Emulator, tmp_path: Path) -> No
 
     async def go() -> list[Path]:
         async with make_client(emulator) as dap:
-            _, files = await dap.query(NS, "accounts", QueryRequest("tsv"), tmp_path / "a",
-                                       progress=async_events)
+            _, files = await dap.query(
+                NS, "accounts", QueryRequest("tsv"), tmp_path / "a", progress=async_events
+            )
             return files
 
     async_files = run(go())
     assert [e.finished for e in async_events.events] == [True] * len(async_files)
 
-    with DapClient(rate_limits=None, base_url=emulator.base_url, client_id=CLIENT_ID,
-                   client_secret=CLIENT_SECRET, retry=FAST) as dap:
-        job, files = dap.query(NS, TABLE, QueryRequest("jsonl"), tmp_path / "s",
-                               progress=sync_events)
+    with DapClient(
+        rate_limits=None,
+        base_url=emulator.base_url,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        retry=FAST,
+    ) as dap:
+        job, files = dap.query(
+            NS, TABLE, QueryRequest("jsonl"), tmp_path / "s", progress=sync_events
+        )
         files_again = dap.download(job, tmp_path / "s", progress=sync_events)
     n = len(job.objects)
     assert files_again == files
@@ -213,12 +231,14 @@ def test_query_progress_async_and_sync(emulator: Emulator, tmp_path: Path) -> No
 
 # -- resume ---------------------------------------------------------------------------------------
 
+
 def test_resume_fetches_only_the_missing_object(emulator: Emulator, tmp_path: Path) -> None:
     emu = emulator
     request = QueryRequest("jsonl")
 
-    async def query(rec: Recorder, events: Events | None = None,
-                    **kw: Any) -> tuple[Job, list[Path]]:
+    async def query(
+        rec: Recorder, events: Events | None = None, **kw: Any
+    ) -> tuple[Job, list[Path]]:
         async with make_client(emu, rec) as dap:
             job, files = await dap.query(NS, TABLE, request, tmp_path, progress=events, **kw)
             return job, files

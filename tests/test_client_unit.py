@@ -58,13 +58,16 @@ def make_jwt(exp: float, extra: dict[str, Any] | None = None) -> str:
 
 def token_response(ttl: float = 3600) -> httpx.Response:
     token = make_jwt(time.time() + ttl, {"jti": time.monotonic_ns()})
-    return httpx.Response(200, json={"access_token": token, "expires_in": int(ttl),
-                                     "scope": "s", "token_type": "Bearer"})
+    return httpx.Response(
+        200,
+        json={"access_token": token, "expires_in": int(ttl), "scope": "s", "token_type": "Bearer"},
+    )
 
 
 def err(status: int, type_: str, message: str, **extra: Any) -> httpx.Response:
-    return httpx.Response(status, json={"error": {"type": type_, "uuid": "u-1",
-                                                  "message": message, **extra}})
+    return httpx.Response(
+        status, json={"error": {"type": type_, "uuid": "u-1", "message": message, **extra}}
+    )
 
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -72,8 +75,14 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 def client(handler: Handler, **kw: Any) -> AsyncDapClient:
     kw.setdefault("retry", FAST)
-    return AsyncDapClient(rate_limits=None, base_url=BASE, client_id="us-east-1#mock", client_secret=SECRET,
-                          transport=httpx.MockTransport(handler), **kw)
+    return AsyncDapClient(
+        rate_limits=None,
+        base_url=BASE,
+        client_id="us-east-1#mock",
+        client_secret=SECRET,
+        transport=httpx.MockTransport(handler),
+        **kw,
+    )
 
 
 def with_login(handler: Handler, logins: list[httpx.Request] | None = None) -> Handler:
@@ -92,6 +101,7 @@ def run(coro: Any) -> Any:
 
 
 # -- small pieces ---------------------------------------------------------------------------
+
 
 def test_parse_retry_after_seconds_and_date() -> None:
     assert parse_retry_after("3") == 3.0
@@ -124,7 +134,7 @@ def test_jwt_expiry() -> None:
 def test_gunzip_handles_multi_member_streams() -> None:
     data = gzip.compress(b"one\n") + gzip.compress(b"two\n")
     g = _Gunzip()
-    out = b"".join(g.feed(data[i:i + 5]) for i in range(0, len(data), 5))
+    out = b"".join(g.feed(data[i : i + 5]) for i in range(0, len(data), 5))
     assert out == b"one\ntwo\n" and g.complete
     g2 = _Gunzip()
     g2.feed(data[:10])
@@ -132,8 +142,11 @@ def test_gunzip_handles_multi_member_streams() -> None:
 
 
 def test_file_names_basename_unique_and_decompress() -> None:
-    urls = {"a": "http://h/x/part-0.json.gz?sig=1", "b": "http://h/y/part-0.json.gz?sig=2",
-            "c": "http://h/z/"}
+    urls = {
+        "a": "http://h/x/part-0.json.gz?sig=1",
+        "b": "http://h/y/part-0.json.gz?sig=2",
+        "c": "http://h/z/",
+    }
     names = _file_names(["a", "b", "c"], urls, decompress=True)
     assert names["a"] == "part-0.json"
     assert names["b"] != names["a"] and names["b"].endswith("part-0.json")
@@ -158,6 +171,7 @@ def test_version_and_user_agent() -> None:
 
 
 # -- auth -----------------------------------------------------------------------------------
+
 
 def test_concurrent_requests_log_in_once() -> None:
     logins: list[httpx.Request] = []
@@ -253,10 +267,12 @@ def test_auth_repr_hides_secret() -> None:
 
 # -- response mapping -----------------------------------------------------------------------
 
+
 def test_non_json_answer_is_server_error() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, text="<html>proxy login</html>",
-                              headers={"content-type": "text/html"})
+        return httpx.Response(
+            200, text="<html>proxy login</html>", headers={"content-type": "text/html"}
+        )
 
     with pytest.raises(ServerError, match="unexpected response from server"):
         run(_list(with_login(handler)))
@@ -287,15 +303,33 @@ async def _query(handler: Handler, request: QueryRequest) -> Job:
 @pytest.mark.parametrize(
     ("response", "error", "text"),
     [
-        (err(400, "OutOfRangeError", "too old", since="2024-01-01T00:00:00Z", until=None),
-         OutOfRangeError, "the API holds data from 2024-01-01T00:00:00Z"),
-        (err(400, "SnapshotRequiredError", "reloaded", since="2024-01-01T00:00:00Z",
-             until="2024-02-01T00:00:00Z"), SnapshotRequiredError, "needs a new snapshot"),
-        (err(400, "ValidationError", "bad", location={"line": 1, "column": 2, "character": 2}),
-         ValidationError, "malformed"),
+        (
+            err(400, "OutOfRangeError", "too old", since="2024-01-01T00:00:00Z", until=None),
+            OutOfRangeError,
+            "the API holds data from 2024-01-01T00:00:00Z",
+        ),
+        (
+            err(
+                400,
+                "SnapshotRequiredError",
+                "reloaded",
+                since="2024-01-01T00:00:00Z",
+                until="2024-02-01T00:00:00Z",
+            ),
+            SnapshotRequiredError,
+            "needs a new snapshot",
+        ),
+        (
+            err(400, "ValidationError", "bad", location={"line": 1, "column": 2, "character": 2}),
+            ValidationError,
+            "malformed",
+        ),
         (err(403, "AccountNotOnboarded", "no"), AccountError, "not onboarded"),
-        (err(404, "ObjectNotFound", "no", kind="table", id="accounts"), NotFoundError,
-         "run `dapframe list --namespace canvas`"),
+        (
+            err(404, "ObjectNotFound", "no", kind="table", id="accounts"),
+            NotFoundError,
+            "run `dapframe list --namespace canvas`",
+        ),
         (err(500, "ProcessingError", "boom"), ServerError, "try again later"),
     ],
 )
@@ -321,6 +355,7 @@ def test_usage_errors_before_any_call() -> None:
 
 
 # -- retries --------------------------------------------------------------------------------
+
 
 def test_retry_transport_retries_network_errors_then_raises() -> None:
     attempts = 0
@@ -371,8 +406,9 @@ def test_object_urls_are_batched() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
         batches.append(len(body))
-        return httpx.Response(200, json={"urls": {o["id"]: {"url": f"http://o/{o['id']}.gz"}
-                                                  for o in body}})
+        return httpx.Response(
+            200, json={"urls": {o["id"]: {"url": f"http://o/{o['id']}.gz"} for o in body}}
+        )
 
     async def go() -> dict[str, str]:
         async with client(with_login(handler), url_batch_size=100) as dap:
@@ -385,9 +421,15 @@ def test_object_urls_are_batched() -> None:
 
 # -- downloads ------------------------------------------------------------------------------
 
+
 def _complete_job(*ids: str) -> Job:
-    return Job(id="job-1", status="complete", objects=tuple(ObjectRef(i) for i in ids),
-               schema_version=1, at=datetime(2025, 1, 1, tzinfo=UTC))
+    return Job(
+        id="job-1",
+        status="complete",
+        objects=tuple(ObjectRef(i) for i in ids),
+        schema_version=1,
+        at=datetime(2025, 1, 1, tzinfo=UTC),
+    )
 
 
 def test_truncated_gzip_without_length_is_refetched(tmp_path: Path) -> None:
@@ -399,8 +441,12 @@ def test_truncated_gzip_without_length_is_refetched(tmp_path: Path) -> None:
         nonlocal gets, url_calls
         if request.url.path == "/dap/object/url":
             url_calls += 1
-            return httpx.Response(200, json={"urls": {"o1": {
-                "url": f"http://store.test/p/part-0.json.gz?sig={url_calls}"}}})
+            return httpx.Response(
+                200,
+                json={
+                    "urls": {"o1": {"url": f"http://store.test/p/part-0.json.gz?sig={url_calls}"}}
+                },
+            )
         assert "authorization" not in request.headers  # no bearer token to object storage
         gets += 1
         # A close-delimited body (no Content-Length) that ends early the first time.
@@ -457,8 +503,13 @@ def test_unknown_host_is_not_retried() -> None:
 
     async def go() -> None:
         transport = RetryTransport(Counting(), RetryPolicy(attempts=5, backoff=0.01))
-        async with AsyncDapClient(rate_limits=None, base_url="http://nonexistent.invalid", client_id="i",
-                                  client_secret=SECRET, transport=transport) as dap:
+        async with AsyncDapClient(
+            rate_limits=None,
+            base_url="http://nonexistent.invalid",
+            client_id="i",
+            client_secret=SECRET,
+            transport=transport,
+        ) as dap:
             await dap.list_tables("canvas")
 
     pattern = r"cannot reach the DAP API at http://nonexistent\.invalid: .*DAP_API_URL"
