@@ -283,3 +283,19 @@ def test_control_endpoints(emulator: Emulator) -> None:
     assert httpx.post(f"{base}/emulator/faults", json={"nope": 1}).status_code == 400
     assert httpx.post(f"{base}/emulator/faults/reset").status_code == 200
     assert httpx.get(f"{base}/emulator/state").json()["step"] == 2
+
+
+def test_network_shape_knobs(api: Api) -> None:
+    doc = api.wait(api.query("submissions", {"format": "parquet"}).json()["id"])
+    oid = doc["objects"][0]["id"]
+    url = api.http.post("/dap/object/url", json=[{"id": oid}]).json()["urls"][oid]["url"]
+    size = len(httpx.get(url).content)
+    r = httpx.post(f"{api.emu.base_url}/emulator/faults",
+                   json={"latency": 0.3, "object_bandwidth": size / 0.5})
+    assert r.status_code == 200
+    t = time.monotonic()
+    api.http.get("/dap/query/canvas/table")
+    assert time.monotonic() - t >= 0.3
+    t = time.monotonic()
+    assert len(httpx.get(url).content) == size
+    assert time.monotonic() - t >= 0.4  # paced to ~0.5 s

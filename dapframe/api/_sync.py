@@ -117,7 +117,7 @@ class DapClient:
         client_secret: str | Secret | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         retry: RetryPolicy | None = None,
-        max_concurrency: int = 8,
+        max_concurrency: int = 16,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         url_batch_size: int = 100,
         download_attempts: int = 3,

@@ -328,12 +328,17 @@ def incremental_cmd(g: _Globals, namespace: str, table: str, fmt: str, output_di
 @click.option("--job-seconds", default=0.2, show_default=True, type=float,
               help="How long each query job takes.")
 @click.option("--rate-limits", is_flag=True, help="Enforce the API's per-endpoint rate limits.")
+@click.option("--latency", default=0.0, show_default=True, type=float,
+              help="Seconds added to every API answer (a network round trip).")
+@click.option("--object-bandwidth", default=None, type=float, metavar="BYTES_PER_S",
+              help="Throughput of each object download stream (default: unlimited).")
 @click.option("--client-id", "emu_client_id", default=None,
               help="Accepted client id (default printed at start).")
 @click.option("--client-secret", "emu_client_secret", default=None,
               help="Accepted client secret (default printed at start).")
 def emulator_cmd(host: str, port: int, seed: int, scale: float, steps: int, rows_per_part: int,
-                 job_seconds: float, rate_limits: bool, emu_client_id: str | None,
+                 job_seconds: float, rate_limits: bool, latency: float,
+                 object_bandwidth: float | None, emu_client_id: str | None,
                  emu_client_secret: str | None) -> None:
     """Serve a local DAP Query API with synthetic Canvas data."""
     from dapframe.emulator import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Emulator
@@ -343,6 +348,7 @@ def emulator_cmd(host: str, port: int, seed: int, scale: float, steps: int, rows
     try:
         emu = Emulator(seed=seed, scale=scale, host=host, port=port, steps=steps,
                        rows_per_part=rows_per_part, job_seconds=job_seconds,
+                       latency=latency, object_bandwidth=object_bandwidth,
                        client_id=emu_client_id or DEFAULT_CLIENT_ID,
                        client_secret=emu_client_secret or DEFAULT_CLIENT_SECRET)
     except OSError as exc:

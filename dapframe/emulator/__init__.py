@@ -47,6 +47,8 @@ class Emulator:
         How long a query job takes (waiting -> running -> complete).
     token_ttl : int
         Lifetime of issued tokens, in seconds.
+    latency, object_bandwidth : float
+        Network shape for benchmarks: seconds added per API call; bytes/s per download stream.
     """
 
     def __init__(
@@ -63,13 +65,16 @@ class Emulator:
         job_seconds: float = 0.2,
         token_ttl: int = 3600,
         step_interval: timedelta = timedelta(hours=1),
+        latency: float = 0.0,
+        object_bandwidth: float | None = None,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
         self.dataset = Dataset(seed=seed, scale=scale, step_interval=step_interval)
         if steps:
             self.dataset.tick(steps)
-        self.faults = Faults(job_seconds=job_seconds, token_ttl=token_ttl)
+        self.faults = Faults(job_seconds=job_seconds, token_ttl=token_ttl, latency=latency,
+                             object_bandwidth=object_bandwidth)
         self.state = EmulatorState(self.dataset, client_id=client_id, client_secret=client_secret,
                                    rows_per_part=rows_per_part, faults=self.faults)
         self._server = make_server(self.state, host, port)

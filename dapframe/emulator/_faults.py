@@ -44,10 +44,18 @@ class Faults:
         Lifetime in seconds of tokens issued from now on.
     rate_limits : bool
         Enforce the per-endpoint limits of reference 8.3 (``limits``) with 429 answers.
+    latency : float
+        Seconds added to every API answer (not object downloads), as a network round trip.
+    object_bandwidth : float or None
+        Bytes per second of each object download stream (None: as fast as loopback goes), as
+        a storage service's per-connection throughput: what makes parallel downloads matter.
     """
 
-    def __init__(self, *, job_seconds: float = 0.2, token_ttl: int = 3600) -> None:
+    def __init__(self, *, job_seconds: float = 0.2, token_ttl: int = 3600, latency: float = 0.0,
+                 object_bandwidth: float | None = None) -> None:
         self._lock = threading.Lock()
+        self._default_latency = latency
+        self._default_bandwidth = object_bandwidth
         self._default_job_seconds = job_seconds
         self._default_token_ttl = token_ttl
         self.reset()
@@ -66,6 +74,9 @@ class Faults:
             self._calls: dict[str, deque[float]] = {e: deque() for e in ENDPOINTS}
             self.revoked_before: float = 0.0
             self.rate_limited_answers = 0  # 429s answered for a rate limit (not bursts)
+            # Network shape (benchmarks): added seconds per API call, bytes/s per download.
+            self.latency: float = self._default_latency
+            self.object_bandwidth: float | None = self._default_bandwidth
 
     # -- setters -----------------------------------------------------------------------------
     def burst(self, endpoint: str, *, status: int, count: int = 1,
@@ -107,10 +118,10 @@ class Faults:
         Keys: ``bursts`` (list of ``{endpoint, status, count, retry_after}``), ``fail_jobs``,
         ``job_seconds``, ``drop_downloads`` (``{count, after_bytes}``), ``expire_urls``,
         ``token_ttl``, ``rate_limits`` (bool or ``{endpoint: calls per minute}``),
-        ``revoke_tokens`` (bool).
+        ``revoke_tokens`` (bool), ``latency`` (seconds), ``object_bandwidth`` (bytes/s or null).
         """
         known = {"bursts", "fail_jobs", "job_seconds", "drop_downloads", "expire_urls",
-                 "token_ttl", "rate_limits", "revoke_tokens"}
+                 "token_ttl", "rate_limits", "revoke_tokens", "latency", "object_bandwidth"}
         unknown = set(doc) - known
         if unknown:
             raise ValueError(f"unknown fault keys {sorted(unknown)}; known: {sorted(known)}")
@@ -138,6 +149,11 @@ class Faults:
                 self.rate_limits = bool(rl)
         if doc.get("revoke_tokens"):
             self.revoke_tokens()
+        if "latency" in doc:
+            self.latency = float(doc["latency"])
+        if "object_bandwidth" in doc:
+            bw = doc["object_bandwidth"]
+            self.object_bandwidth = None if bw is None else float(bw)
 
     # -- consumed by the server ---------------------------------------------------------------
     def take_burst(self, endpoint: str) -> Burst | None:

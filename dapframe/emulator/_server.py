@@ -391,6 +391,9 @@ class _Handler(BaseHTTPRequestHandler):
                                                f"{method} is not allowed on {path}").body())
                 return
             try:
+                if state.faults.latency and name not in ("object", "tick", "bump", "faults",
+                                                         "faults_reset", "state"):
+                    time.sleep(state.faults.latency)
                 self._gate(name)
                 getattr(self, f"_h_{name}")(state, query, **match.groupdict())
             except HttpError as err:
@@ -545,8 +548,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(2)
             return
         view = memoryview(blob)
-        for i in range(0, len(blob), 1 << 20):
-            self.wfile.write(view[i: i + (1 << 20)])
+        rate = state.faults.object_bandwidth
+        chunk = 1 << 20 if not rate else 1 << 16
+        start = time.monotonic()
+        for i in range(0, len(blob), chunk):
+            self.wfile.write(view[i: i + chunk])
+            if rate:
+                # Pace the stream: never ahead of rate bytes per second since the start.
+                ahead = (i + chunk) / rate - (time.monotonic() - start)
+                if ahead > 0:
+                    time.sleep(ahead)
 
     # -- emulator control --------------------------------------------------------------------
     def _h_tick(self, state: EmulatorState, query: dict[str, str]) -> None:
