@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -326,12 +327,10 @@ def _fetch_sync(spec: QuerySpec, *, client: DapClient | None, config: DapConfig 
                 progress: ProgressCallback | None) -> QueryResult:
     from dapframe.api import DapClient
 
-    if client is not None:
-        return client.fetch(spec, directory=directory, naming=naming, deadline=deadline,
-                            progress=progress)
-    with DapClient(config) as own:
-        return own.fetch(spec, directory=directory, naming=naming, deadline=deadline,
-                         progress=progress)
+    # A client made here is closed here; a caller's client is left open for reuse.
+    with nullcontext(client) if client is not None else DapClient(config) as c:
+        return c.fetch(spec, directory=directory, naming=naming, deadline=deadline,
+                       progress=progress)
 
 
 def snapshot(
