@@ -299,3 +299,15 @@ def test_network_shape_knobs(api: Api) -> None:
     t = time.monotonic()
     assert len(httpx.get(url).content) == size
     assert time.monotonic() - t >= 0.4  # paced to ~0.5 s
+
+
+def test_old_results_are_evicted(api: Api) -> None:
+    """Past the memory cap the oldest job goes, and the API's 404 for it comes back."""
+    first = api.wait(api.query("submissions", {"format": "jsonl"}).json()["id"])
+    api.emu.state.max_blob_bytes = 1  # anything stored is over the cap
+    second = api.wait(api.query("submissions", {"format": "csv"}).json()["id"])
+    err = assert_error(api.http.get(f"/dap/job/{first['id']}"), 404, {"id", "kind"})
+    assert err["kind"] == "job"
+    oid = first["objects"][0]["id"]
+    assert_error(api.http.post("/dap/object/url", json=[{"id": oid}]), 404, {"id", "kind"})
+    assert api.http.get(f"/dap/job/{second['id']}").json()["status"] == "complete"

@@ -133,7 +133,8 @@ class EmulatorState:
     """
 
     def __init__(self, dataset: Dataset, *, client_id: str, client_secret: str,
-                 rows_per_part: int = 100_000, faults: Faults | None = None) -> None:
+                 rows_per_part: int = 100_000, faults: Faults | None = None,
+                 max_blob_bytes: int = 2 << 30) -> None:
         self.dataset = dataset
         self.client_id = client_id
         self.client_secret = client_secret
@@ -143,6 +144,7 @@ class EmulatorState:
         self.jobs: dict[str, _JobState] = {}
         self.dedup: dict[tuple[Any, ...], str] = {}
         self.blobs: dict[str, bytes] = {}  # file name -> bytes
+        self.max_blob_bytes = max_blob_bytes
         self.signing_key = uuid.uuid4().bytes
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="emulator-job")
         # A separate pool for parts: job tasks wait on part tasks, so sharing one would deadlock.
@@ -255,6 +257,7 @@ class EmulatorState:
             else:
                 assert until is not None
                 records = self.dataset.changes(namespace, table, since, until)
+            self._evict(time.time())
             self.jobs[job.job_id] = job
             self.dedup[key] = job.job_id
         if job.job_seconds <= 0:
@@ -263,6 +266,24 @@ class EmulatorState:
         else:
             self.pool.submit(self._encode_job, job, records, spec)
         return job.render(time.time())
+
+    def _evict(self, now: float) -> None:
+        """Forget jobs past their 24 h lifetime, then the oldest while objects exceed the cap.
+
+        A long-running emulator (Binder, demos) would otherwise keep every result in memory.
+        The API answers 404 for an expired job or object, and so does the emulator then.
+        """
+        lifetime = JOB_LIFETIME.total_seconds()
+        held = sum(len(b) for b in self.blobs.values())
+        for job_id, js in list(self.jobs.items()):  # dicts keep creation order: oldest first
+            if now - js.created < lifetime and held <= self.max_blob_bytes:
+                break
+            if not js.ready.is_set():
+                continue  # still encoding: its parts are not stored yet
+            for _, name in js.objects:
+                held -= len(self.blobs.pop(f"{job_id}/{name}", b""))
+            del self.jobs[job_id]
+        self.dedup = {k: v for k, v in self.dedup.items() if v in self.jobs}
 
     @staticmethod
     def _ts(body: dict[str, Any], key: str) -> datetime | None:
