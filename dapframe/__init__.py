@@ -47,6 +47,21 @@ _LAZY = {
 }
 
 
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext dapframe``: register the ``%dap`` magics (see :mod:`dapframe.jupyter`)."""
+    # Imported here, not at the top, so that ``import dapframe`` stays light.
+    from dapframe.jupyter import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext dapframe``: close the magics' session (client, emulator)."""
+    from dapframe.jupyter import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
