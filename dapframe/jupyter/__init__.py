@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._display import DapResult, Message, SchemaView, TableList
+from ._display import DapResult, Message, SchemaView, SyncView, TableList
 from ._dotenv import read_dotenv
 from ._magics import Dap, bind_transformer, parse_timestamp
 from ._session import Credentials, DapSession
@@ -32,6 +32,7 @@ __all__ = [
     "LoginOutcome",
     "Message",
     "SchemaView",
+    "SyncView",
     "TableList",
     "bind_transformer",
     "load_ipython_extension",

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from dapframe.result import QueryResult
     from dapframe.schema import ColumnSchema, TableSchema
 
-__all__ = ["OUTPUTS", "DapResult", "Message", "SchemaView", "TableList", "iso", "size_text"]
+__all__ = ["OUTPUTS", "DapResult", "Message", "SchemaView", "SyncView", "TableList", "iso",
+           "size_text"]
 
 #: ``Dap.output`` values: what ``name << %dap snapshot ...`` binds.
 OUTPUTS = ("lazy", "eager", "result")
@@ -262,4 +263,36 @@ class Message:
 
     def __repr__(self) -> str:
         lines = [self.text] + [f"  {k}: {v}" for k, v in self.rows]
+        return "\n".join(lines)
+
+
+class SyncView:
+    """The reports of ``%dap sync``: one row per table (rows changed, watermark, time).
+
+    Attributes
+    ----------
+    reports : list of dapframe.sync.SyncReport
+        As the sync returned them.
+    """
+
+    def __init__(self, reports: list[Any]) -> None:
+        self.reports = reports
+
+    def _repr_html_(self) -> str:
+        where = {str(getattr(r, "database", "")) for r in self.reports} - {""}
+        head = _facts_html(["<b>sync</b>", f"{len(self.reports)} tables"]
+                           + [f"into {html.escape(w)}" for w in sorted(where)])
+        rows = "".join(
+            f"<tr><td>{html.escape(r.table)}</td><td>{html.escape(r.command)}</td>"
+            f"<td>{r.inserted:,}</td><td>{r.updated:,}</td><td>{r.deleted:,}</td>"
+            f"<td>{html.escape(iso(r.watermark))}</td><td>{r.duration:.1f} s</td>"
+            f"<td>{html.escape(r.error or 'ok')}</td></tr>"
+            for r in self.reports)
+        return (f'<div class="dapframe-sync">{_STYLE}{head}<table class="dapframe-tbl">'
+                "<tr><th>table</th><th>command</th><th>inserted</th><th>updated</th>"
+                "<th>deleted</th><th>watermark</th><th>took</th><th>status</th></tr>"
+                f"{rows}</table></div>")
+
+    def __repr__(self) -> str:
+        lines = [r.summary() if hasattr(r, "summary") else repr(r) for r in self.reports]
         return "\n".join(lines)

@@ -35,7 +35,7 @@ from dapframe.errors import DapError, UsageError
 from dapframe.result import NAMINGS, QuerySpec, cache_dir, parse_table_name
 from dapframe.wire import FORMATS
 
-from ._display import OUTPUTS, DapResult, Message, SchemaView, TableList, iso
+from ._display import OUTPUTS, DapResult, Message, SchemaView, SyncView, TableList, iso
 from ._session import NO_CREDENTIALS_HINT, RATE_LIMIT_MODES, DapSession
 
 if TYPE_CHECKING:
@@ -297,7 +297,7 @@ class Dap(Magics):
                        help=f"transfer format (default: %%config Dap.format, now {self.format})")
         p.add_argument("--naming", choices=NAMINGS, default=None, help="column naming")
         p.add_argument("--duckdb", action="store_true",
-                       help="also create a DuckDB view over the rows (%config "
+                       help="also create a DuckDB view over the rows (%%config "
                             "Dap.duckdb_connection says where)")
         p.add_argument("--view", metavar="NAME", help="name of the DuckDB view (default: the "
                                                        "table name); implies --duckdb")
@@ -396,31 +396,44 @@ class Dap(Magics):
         return self._duckdb_cons[target]
 
     def _sync(self, argv: list[str], bind: str | None) -> Any:
-        p = self._parser("sync", "Keep a database replica of tables up to date.")
-        p.add_argument("tables", nargs="+", help="e.g. canvas.accounts")
+        p = self._parser("sync", "Create or bring up to date a database replica of tables "
+                                 "(initdb for a new table, syncdb after).")
+        p.add_argument("tables", nargs="+", help="e.g. canvas.accounts canvas.users")
         p.add_argument("--to", dest="target", metavar="URL",
                        help="connection string, e.g. duckdb:///canvas.duckdb or "
-                            "postgresql://user@host/db")
-        p.add_argument("-o", "--output", metavar="NAME", help="bind the report to NAME")
+                            "postgresql://user@host/db (default: DAP_CONNECTION_STRING, else "
+                            "a DuckDB file in the working folder)")
+        p.add_argument("-o", "--output", metavar="NAME", help="bind the reports to NAME")
         args = p.parse_args(argv)
-        names = [".".join(parse_table_name(t)) for t in args.tables]
-        sync = _sync_api()
+        by_namespace: dict[str, list[str]] = {}
+        for name in args.tables:
+            ns, table = parse_table_name(name)
+            by_namespace.setdefault(ns, []).append(table)
+        sync_tables = _sync_api()
         client = self._client()
-        bar = self._progress_bar(", ".join(names), tables_total=len(names))
-        reports = []
+        total = sum(len(t) for t in by_namespace.values())
+        bar = self._progress_bar("sync", tables_total=total)
+        reports: list[Any] = []
         try:
-            for name in names:
-                reports.append(sync(name, args.target, client=client, progress=bar))
-                if bar is not None:
-                    bar.table_done()
+            for ns, tables in by_namespace.items():
+                reports += sync_tables(args.target, ns, tables, client=client,
+                                       on_done=(lambda _report: bar.table_done())
+                                       if bar is not None else None)
         except BaseException:
             if bar is not None:
                 bar.finish(failed=True)
             raise
+        failed = [r for r in reports if getattr(r, "error", None)]
         if bar is not None:
-            bar.finish()
-        value = reports[0] if len(reports) == 1 else reports
-        return self._bind(value, args.output or bind)
+            bar.finish(failed=bool(failed))
+        view = SyncView(reports)
+        if failed:
+            from IPython.display import display
+
+            display(view)
+            raise UsageError(f"{len(failed)} of {len(reports)} tables failed: "
+                             + "; ".join(f"{r.table}: {r.error}" for r in failed))
+        return self._bind(view, args.output or bind)
 
     def _login(self, argv: list[str], bind: str | None) -> Any:
         import os
@@ -551,12 +564,12 @@ def _remote_tick(base_url: str, steps: int) -> tuple[int, str]:
 
 
 def _sync_api() -> Callable[..., Any]:
-    """``dapframe.sync`` when this build has it."""
+    """``dapframe.sync.sync_tables`` when this build has it."""
     try:
         module = import_module("dapframe.sync")
     except ImportError:
         module = None
-    func = getattr(module, "sync", None)
+    func = getattr(module, "sync_tables", None)
     if not callable(func):
         raise UsageError("%dap sync is not available yet in this dapframe build (the sync "
                          "engine is still being written): use %dap snapshot / incremental "
