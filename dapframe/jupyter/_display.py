@@ -28,6 +28,7 @@ _STYLE = (
     "margin:2px 0 6px 0;color:var(--jp-ui-font-color1,#333)}"
     ".dapframe-facts b{font-weight:600}"
     ".dapframe-facts .dapframe-sep{color:var(--jp-ui-font-color3,#999);padding:0 4px}"
+    ".jp-RenderedHTMLCommon .dapframe-tbl td,.jp-RenderedHTMLCommon .dapframe-tbl th,"
     ".dapframe-tbl td,.dapframe-tbl th{text-align:left;padding:1px 8px;font-size:12px}"
     "</style>"
 )
