@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from dapframe.config import DapConfig, Secret
     from dapframe.frames import apply_changes
     from dapframe.result import QueryResult, QuerySpec, incremental, snapshot
+    from dapframe.sync import SyncReport, read_table
     from dapframe.wire import QueryRequest
 
 __all__ = [
@@ -25,10 +26,13 @@ __all__ = [
     "QuerySpec",
     "RetryPolicy",
     "Secret",
+    "SyncReport",
     "__version__",
     "apply_changes",
     "incremental",
+    "read_table",
     "snapshot",
+    "sync",
 ]
 
 _LAZY = {
@@ -44,6 +48,8 @@ _LAZY = {
     "snapshot": "dapframe.result",
     "incremental": "dapframe.result",
     "apply_changes": "dapframe.frames",
+    "SyncReport": "dapframe.sync",
+    "read_table": "dapframe.sync",
 }
 
 
@@ -63,6 +69,9 @@ def unload_ipython_extension(ipython: Any) -> None:
 
 
 def __getattr__(name: str) -> Any:
+    if name == "sync":
+        # The dapframe.sync package is callable: dapframe.sync(...) runs dapframe.sync.sync.
+        return import_module("dapframe.sync")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'dapframe' has no attribute {name!r}")

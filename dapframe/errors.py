@@ -18,6 +18,7 @@ message is one line that names the problem and, where there is one, the fix::
     │   │   └── SnapshotRequiredError   400: the table was reloaded; take a new snapshot
     │   ├── RateLimitError        429 after every retry was spent
     │   └── ServerError           5xx, or an answer that does not follow the protocol
+    ├── DatabaseError          a replica database refused or failed an operation (sync)
     ├── JobError               a query job did not complete
     │   ├── JobFailedError     the job ended with status ``failed``
     │   └── JobTimeoutError    the job was still running at the deadline
@@ -38,6 +39,7 @@ __all__ = [
     "ConfigError",
     "DapError",
     "DapTimeoutError",
+    "DatabaseError",
     "DownloadError",
     "JobError",
     "JobFailedError",
@@ -192,6 +194,15 @@ class RateLimitError(APIError):
 
 class ServerError(APIError):
     """5xx from the API, or an answer that does not follow the protocol."""
+
+
+class DatabaseError(DapError):
+    """A replica database could not be reached, refused the credentials, or failed an operation.
+
+    Raised by :mod:`dapframe.sync` with one line that names the database (password hidden), the
+    table and the fix: unreachable server, wrong password, a table that is not initialised, a
+    table that is already initialised, views in the way of a migration, ...
+    """
 
 
 class JobError(DapError):

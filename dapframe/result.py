@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from dapframe.api import AsyncDapClient, DapClient, ProgressCallback
     from dapframe.config import DapConfig
+    from dapframe.sync import SyncReport
 
 __all__ = [
     "NAMINGS",
@@ -265,6 +266,16 @@ class QueryResult:
         if not self.incremental:
             raise UsageError("apply_to() needs an incremental result: use incremental(...)")
         return apply_changes(base, self.scan(), key=self.key)
+
+    def sync(self, connection_string: str | None = None) -> SyncReport:
+        """Load this result into a database replica (official layout), in one transaction.
+
+        A snapshot initialises the table; an incremental result is applied to a replica
+        whose watermark equals its ``since``. See :func:`dapframe.sync.sync_result`.
+        """
+        from dapframe.sync import sync_result
+
+        return sync_result(self, connection_string)
 
     def cleanup(self) -> None:
         """Delete the downloaded parts (the job folder)."""

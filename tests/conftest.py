@@ -61,3 +61,29 @@ def official_dap() -> Path:
                         "-r", str(OFFICIAL_REQUIREMENTS)], check=True, env=env)
         marker.write_text("ok\n")
     return dap
+
+
+# Real database servers (PostgreSQL) and the official client with its postgresql extra.
+from tests._servers import pg_database, pg_server  # noqa: E402, F401
+from tests.sync_support import sync_client, sync_emu, sync_target  # noqa: E402, F401
+
+OFFICIAL_PG_REQUIREMENTS = ROOT / "tests" / "official" / "requirements-postgresql.txt"
+
+
+@pytest.fixture(scope="session")
+def official_dap_pg() -> Path:
+    """The official ``dap`` with its postgresql extra (asyncpg), exact pins, own venv (cached)."""
+    digest = hashlib.sha256(OFFICIAL_PG_REQUIREMENTS.read_bytes()).hexdigest()[:12]
+    venv = ROOT / ".cache" / f"dap-official-pg-{digest}"
+    dap = venv / "bin" / "dap"
+    marker = venv / ".installed"  # written last: a half-made venv is rebuilt, not trusted
+    if not marker.exists():
+        uv = _uv()
+        shutil.rmtree(venv, ignore_errors=True)
+        env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+        subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)],
+                       check=True, env=env)
+        subprocess.run([uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
+                        "-r", str(OFFICIAL_PG_REQUIREMENTS)], check=True, env=env)
+        marker.write_text("ok\n")
+    return dap

