@@ -50,12 +50,13 @@ def _api(client: DapClient | None, config: DapConfig | None, rate_limits: Any
 
 
 @contextmanager
-def _database(connection_string: str | None, *, read_only: bool = False) -> Iterator[Dialect]:
+def _database(connection_string: str | None, *, read_only: bool = False,
+              create: bool = True) -> Iterator[Dialect]:
     info = parse_connection_string(connection_string)
     if info.dialect == "duckdb":
         from dapframe.sync._duckdb import DuckDBDialect
 
-        dialect: Dialect = DuckDBDialect(info, read_only=read_only)
+        dialect: Dialect = DuckDBDialect(info, read_only=read_only, create=create)
     else:
         dialect = dialect_for(info)
     try:
@@ -111,7 +112,9 @@ def sync_tables(connection_string: str | None, namespace: str, tables: str | Seq
         The API refused the credentials or could not be reached (the same for every table).
     """
     names = _table_list(tables, namespace)
-    with _database(connection_string) as dialect, _api(client, config, rate_limits) as (call, ac):
+    # syncdb needs an initialised replica: never create an empty DuckDB file for it.
+    with _database(connection_string, create=command != "syncdb") as dialect, \
+            _api(client, config, rate_limits) as (call, ac):
         return call(run_tables(ac, dialect, namespace, names, command=command, recover=recover,
                                concurrency=concurrency, format=format, deadline=deadline,
                                on_done=on_done))
@@ -206,7 +209,7 @@ def dropdb(connection_string: str | None, table: str | Sequence[str], *,
         ns = namespace
         names = _table_list(table, ns)
     dropped = []
-    with _database(connection_string) as dialect, dialect.session() as session:
+    with _database(connection_string, create=False) as dialect, dialect.session() as session:
         if names == ["all"]:
             names = [r.table for r in session.sync_rows(ns)]
         for name in names:

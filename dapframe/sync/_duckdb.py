@@ -78,13 +78,18 @@ class DuckDBDialect(Dialect):
         The parsed connection string.
     read_only : bool
         Open the file read-only (several readers may share it; no writer meanwhile).
+    create : bool
+        Create the file if it does not exist (False for commands that need an initialised
+        replica: they fail without leaving an empty file behind).
     """
 
     name = "duckdb"
 
-    def __init__(self, info: ConnectionInfo, *, read_only: bool = False) -> None:
+    def __init__(self, info: ConnectionInfo, *, read_only: bool = False,
+                 create: bool = True) -> None:
         super().__init__(info)
         self.read_only = read_only
+        self.create = create
         self._con: Any = None
         self._lock = threading.Lock()
         #: Serialises catalog-wide DDL (bookkeeping, schemas) between the tables of one run.
@@ -94,7 +99,7 @@ class DuckDBDialect(Dialect):
         """The process's DuckDB connection to the file (opened on first use)."""
         with self._lock:
             if self._con is None:
-                self._con = open_duckdb(self.info, read_only=self.read_only)
+                self._con = open_duckdb(self.info, read_only=self.read_only, create=self.create)
             return self._con
 
     def session(self) -> DuckDBSession:
@@ -109,14 +114,15 @@ class DuckDBDialect(Dialect):
                 self._con = None
 
 
-def open_duckdb(info: ConnectionInfo, *, read_only: bool = False) -> Any:
+def open_duckdb(info: ConnectionInfo, *, read_only: bool = False, create: bool = True) -> Any:
     """Open the DuckDB file of ``info``, with one-line errors."""
     duckdb = _duckdb()
     path = info.path
     if path is None:
         return duckdb.connect(":memory:")
-    if read_only and not path.exists():
-        raise DatabaseError(f"DuckDB file {path} does not exist: run initdb first")
+    if (read_only or not create) and not path.exists():
+        raise DatabaseError(f"DuckDB file {path} does not exist, so no table is initialised "
+                            "there: run initdb first (or check the connection string)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         return duckdb.connect(str(path), read_only=read_only)

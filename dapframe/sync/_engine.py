@@ -180,6 +180,9 @@ async def run_tables(client: AsyncDapClient, dialect: Dialect, namespace: str,
     if format not in ("parquet", "tsv", "csv"):
         raise UsageError(f"format {format!r} cannot be synchronised: use parquet, tsv or csv")
     parse_table_name(namespace + ".x")  # the namespace must be a plain identifier
+    # One connection first: an unreachable or refused database is one error, not one per table.
+    probe: Session = await _in_thread(dialect.session)
+    await _in_thread(probe.close)
     if tables == ["all"]:
         tables = await client.list_tables(namespace)
     options = _Options(command, recover, format, lookahead, work_dir, deadline)
@@ -223,7 +226,7 @@ async def _run_table(client: AsyncDapClient, dialect: Dialect, namespace: str, t
     layout = table_layout(namespace, table, resp.schema, resp.version)
     session: Session = await _in_thread(dialect.session)
     try:
-        await _in_thread(session.ensure_bookkeeping, namespace)
+        # Decide before creating anything: a refused command leaves the database untouched.
         row = await _in_thread(session.sync_row, namespace, table)
         command = options.command
         if command == "auto":
@@ -235,6 +238,7 @@ async def _run_table(client: AsyncDapClient, dialect: Dialect, namespace: str, t
         if command == "syncdb" and row is None:
             raise DatabaseError(f"{layout.name} is not initialised in {dialect.where}: run "
                                 "initdb first")
+        await _in_thread(session.ensure_bookkeeping, namespace)
         if await _in_thread(session.table_exists, namespace, table):
             report.migrations += await _in_thread(session.migrate, layout)
         if command == "initdb":
