@@ -228,8 +228,13 @@ def _db_column(namespace: str, table: str, col: ColumnSchema, prop: Mapping[str,
                ) -> DbColumn:
     enum_type = f"{table}__{col.name}"
     qualified = f"{qi(namespace)}.{qi(enum_type)}"
+    # The official client comments an object column with the object's title (its type's
+    # docstring), any other column with its description.
+    comment = col.description
+    if col.kind == "struct" and isinstance(prop, Mapping) and isinstance(prop.get("title"), str):
+        comment = prop["title"]
     common: dict[str, Any] = {"name": col.name, "kind": col.kind, "nullable": col.nullable,
-                              "description": col.description}
+                              "description": comment}
     if col.kind == "enum":
         return DbColumn(pg_type=qualified, duck_type=qualified, enum=col.enum,
                         enum_type=enum_type, **common)

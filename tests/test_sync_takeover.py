@@ -1,0 +1,123 @@
+"""Takeover both ways with the official client (``dap`` 2.3.1 with its postgresql extra) on a real
+PostgreSQL: a database one of them built is synchronised by the other, and both converge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dapframe.api import DapClient
+from dapframe.emulator import Emulator
+from dapframe.sync import sync_tables
+from tests._servers import PgServer
+from tests.sync_support import TABLES, assert_replica_equals
+from tests.test_official_client import run_dap
+
+pytestmark = pytest.mark.official
+
+NAMESPACES = ("canvas", "canvas_logs")
+
+
+def dap_db(dap: Path, emu: Emulator, command: str, target: str, cwd: Path) -> None:
+    for ns in NAMESPACES:
+        proc = run_dap(dap, emu, command, "--namespace", ns, "--table", "all",
+                       "--connection-string", target, cwd=cwd)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def dapframe_db(client: DapClient, command: str, target: str) -> None:
+    for ns in NAMESPACES:
+        reports = sync_tables(target, ns, "all", command=command, client=client)
+        assert all(r.ok for r in reports), [r.error for r in reports if not r.ok]
+
+
+def assert_all_equal(target: str, emu: Emulator) -> None:
+    for ns, table in TABLES:
+        assert_replica_equals(target, emu.dataset, ns, table)
+
+
+def layout_of(server: PgServer, database: str) -> list[tuple[Any, ...]]:
+    """Every column, type, nullability, comment and constraint of the replica schemas."""
+    columns = server.query(database, """
+        SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
+               a.attnotnull, col_description(c.oid, a.attnum)
+        FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname IN ('canvas', 'canvas_logs', 'instructure_dap') AND c.relkind = 'r'
+          AND a.attnum > 0 AND NOT a.attisdropped ORDER BY 1, 2, a.attnum""")
+    constraints = server.query(database, """
+        SELECT n.nspname, conname, contype, pg_get_constraintdef(co.oid)
+        FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace
+        WHERE n.nspname IN ('canvas', 'canvas_logs', 'instructure_dap') ORDER BY 1, 2""")
+    enums = server.query(database, """
+        SELECT n.nspname, t.typname, array_agg(e.enumlabel ORDER BY e.enumsortorder)::text
+        FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+        JOIN pg_enum e ON e.enumtypid = t.oid GROUP BY 1, 2 ORDER BY 1, 2""")
+    return columns + constraints + enums
+
+
+@pytest.fixture
+def emu() -> Any:
+    with Emulator(seed=0, scale=1, rows_per_part=500, job_seconds=0, client_id="us-east-1#tk",
+                  client_secret="takeover-secret") as e:
+        yield e
+
+
+@pytest.fixture
+def client(emu: Emulator) -> Any:
+    with DapClient(base_url=emu.base_url, client_id=emu.client_id,
+                   client_secret=emu.client_secret, rate_limits=None) as c:
+        yield c
+
+
+def test_dap_initdb_then_dapframe_syncdb(official_dap_pg: Path, emu: Emulator,
+                                         client: DapClient, pg_server: PgServer,
+                                         tmp_path: Path) -> None:
+    theirs = pg_server.create_database()
+    ours = pg_server.create_database()
+    try:
+        target = pg_server.url(theirs)
+        dap_db(official_dap_pg, emu, "initdb", target, tmp_path)
+        assert_all_equal(target, emu)
+        # The layout dapframe builds is the one dap builds, to the comment.
+        dapframe_db(client, "initdb", pg_server.url(ours))
+        assert layout_of(pg_server, theirs) == layout_of(pg_server, ours)
+        for _ in range(2):
+            emu.tick()
+            dapframe_db(client, "syncdb", target)
+            assert_all_equal(target, emu)
+        # ... and dap carries on from where dapframe left the watermark.
+        emu.tick()
+        dap_db(official_dap_pg, emu, "syncdb", target, tmp_path)
+        assert_all_equal(target, emu)
+    finally:
+        pg_server.drop_database(theirs)
+        pg_server.drop_database(ours)
+
+
+def test_dapframe_initdb_then_dap_syncdb(official_dap_pg: Path, emu: Emulator,
+                                         client: DapClient, pg_server: PgServer,
+                                         tmp_path: Path) -> None:
+    name = pg_server.create_database()
+    try:
+        target = pg_server.url(name)
+        dapframe_db(client, "initdb", target)
+        before = layout_of(pg_server, name)
+        for _ in range(2):
+            emu.tick()
+            dap_db(official_dap_pg, emu, "syncdb", target, tmp_path)
+            assert_all_equal(target, emu)
+        # dap found nothing to migrate in dapframe's layout.
+        assert layout_of(pg_server, name) == before
+        emu.tick()
+        dapframe_db(client, "syncdb", target)
+        assert_all_equal(target, emu)
+        # listdb agrees: dap lists what dapframe recorded.
+        proc = run_dap(official_dap_pg, emu, "listdb", "--namespace", "canvas",
+                       "--connection-string", target, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert '"command": "syncdb"' in proc.stdout and '"command": "initdb"' not in proc.stdout
+    finally:
+        pg_server.drop_database(name)
