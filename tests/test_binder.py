@@ -4,7 +4,7 @@ repo2docker would build an image: here a fresh virtual environment stands in for
 requirements are installed the way repo2docker does (uv instead of pip for speed, held to the
 versions of uv.lock so that nothing new is downloaded), then ``binder/postBuild`` runs from a
 copy of the repository and ``binder/start`` runs a check: the emulator it started answers, and
-the quick-start notebook executes against it.
+the notebooks execute against it.
 """
 
 from __future__ import annotations
@@ -61,12 +61,14 @@ url = os.environ["DAP_API_URL"]
 state = json.load(urllib.request.urlopen(url + "/emulator/state", timeout=5))
 with DapClient(rate_limits=None) as client:          # DAP_* from binder/start
     tables = client.list_tables("canvas")
-notebook = Path(sys.argv[1])
-nb = nbformat.read(notebook, as_version=4)
-NotebookClient(nb, timeout=180, kernel_name="python3",
-               resources={"metadata": {"path": str(notebook.parent)}}).execute()
-status = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
-                 for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+status = ""
+for arg in sys.argv[1:]:
+    notebook = Path(arg)
+    nb = nbformat.read(notebook, as_version=4)
+    NotebookClient(nb, timeout=180, kernel_name="python3",
+                   resources={"metadata": {"path": str(notebook.parent)}}).execute()
+    status += "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+                      for c in nb.cells if c.cell_type == "code" for o in c.outputs)
 print(json.dumps({"dapframe": dapframe.__file__, "url": url, "step": state.get("step"),
                   "tables": tables, "from_env": "(from the environment)" in status,
                   "emulator_started_in_kernel": "Emulator running in this kernel" in status}))
@@ -107,7 +109,7 @@ def test_postbuild_and_start_in_a_fresh_venv(tmp_path: Path) -> None:
     check.write_text(textwrap.dedent(CHECK))
     try:
         run = subprocess.run(["bash", "binder/start", "python", str(check),
-                              str(repo / "notebooks" / "quickstart.ipynb")],
+                              *sorted(str(p) for p in (repo / "notebooks").glob("*.ipynb"))],
                              cwd=repo, env=env, capture_output=True, text=True, timeout=300)
     finally:
         _stop_emulator(home)
@@ -117,7 +119,7 @@ def test_postbuild_and_start_in_a_fresh_venv(tmp_path: Path) -> None:
     assert facts["dapframe"].startswith(str(venv)), facts["dapframe"]
     assert facts["url"] == f"http://127.0.0.1:{env['DAPFRAME_EMULATOR_PORT']}"
     assert facts["step"] == 0 and "accounts" in facts["tables"]
-    # The notebook used the emulator binder/start runs, not one of its own.
+    # The notebooks used the emulator binder/start runs, not one of their own.
     assert facts["from_env"] and not facts["emulator_started_in_kernel"]
 
 

@@ -189,6 +189,8 @@ def test_quickstart_in_jupyterlab(lab: tuple[str, Path, Emulator]) -> None:
             page.locator(".jp-RenderedImage img").scroll_into_view_if_needed()
             page.screenshot(path=str(shots / "03-plot.png"))
 
+            before = notebook.stat().st_mtime_ns
+            # The command's promise is awaited: the file is written when this returns.
             page.evaluate("window.jupyterapp.commands.execute('docmanager:save')")
             deadline = time.monotonic() + 30
             while notebook.stat().st_mtime_ns == before and time.monotonic() < deadline:

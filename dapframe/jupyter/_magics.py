@@ -168,7 +168,14 @@ class Dap(Magics):
     # -- entry points --------------------------------------------------------------------
     @line_cell_magic
     def dap(self, line: str, cell: str | None = None) -> Any:
-        """Run a ``%dap`` command, or each line of a ``%%dap`` cell (``%dap help``)."""
+        """Canvas Data 2 (the DAP Query API) in the notebook: ``%dap COMMAND [options]``.
+
+        Commands: ``tables NAMESPACE``, ``schema TABLE``, ``snapshot TABLE``, ``incremental
+        TABLE [--since TS] [--until TS]``, ``sync TABLE... --to URL``, ``login``, ``logout``,
+        ``status``, ``emulator [--stop]``, ``tick [N]``, ``help``; ``%dap COMMAND --help`` for
+        a command's options. ``NAME << %dap snapshot TABLE`` (or ``-o NAME``) binds the rows;
+        a ``%%dap`` cell runs one command per line. Options: ``%config Dap``.
+        """
         try:
             if cell is None:
                 return self.run(line)
