@@ -318,7 +318,7 @@ def test_sync_when_the_engine_is_missing(ip: InteractiveShell,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "dapframe.sync", None)  # import fails as if absent
     message = usage_error(ip, "sync canvas.accounts --to duckdb:///x.duckdb")
-    assert "not available yet" in message
+    assert "not available in this dapframe build" in message
 
 
 # -- bad input -------------------------------------------------------------------------------

@@ -578,7 +578,7 @@ def _sync_api() -> Callable[..., Any]:
         module = None
     func = getattr(module, "sync_tables", None)
     if not callable(func):
-        raise UsageError("%dap sync is not available yet in this dapframe build (the sync "
-                         "engine is still being written): use %dap snapshot / incremental "
-                         "and QueryResult.apply_to for now")
+        raise UsageError("%dap sync is not available in this dapframe build (no "
+                         "dapframe.sync): use %dap snapshot / incremental and "
+                         "QueryResult.apply_to instead")
     return func
