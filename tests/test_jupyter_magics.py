@@ -25,6 +25,7 @@ from dapframe.jupyter import (
     SchemaView,
     SyncView,
     TableList,
+    bind_transformer,
     read_dotenv,
 )
 from dapframe.jupyter._display import iso
@@ -280,6 +281,14 @@ def test_dotenv_file(ip: InteractiveShell, module_emulator: Emulator, tmp_path: 
     ip.run_line_magic("config", "Dap.env_file = '.env'")
     env.rename(tmp_path / ".env")
     assert "accounts" in dap(ip, "tables canvas")
+
+
+def test_bind_transformer_rewrites_only_that_shape() -> None:
+    lines = ["x = 1 << 3\n", "  df << %dap snapshot canvas.accounts --eager\n",
+             "df << %dapper x\n", "s = 'a << %dap b'\n"]
+    assert bind_transformer(lines) == [
+        "x = 1 << 3\n", "  %dap df << snapshot canvas.accounts --eager\n",
+        "df << %dapper x\n", "s = 'a << %dap b'\n"]
 
 
 def test_read_dotenv(tmp_path: Path) -> None:
