@@ -102,7 +102,8 @@ def test_unknown_table(module_emulator: Emulator, tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("since", ["yesterday", "2026-13-01T00:00:00Z", "2026-11-01T00:00:00"])
+@pytest.mark.parametrize("since", ["yesterday", "2026-13-01T00:00:00Z", "2026-11-01T00:00:00",
+                                   "2026-11-01"])
 def test_malformed_since(module_emulator: Emulator, tmp_path: Path, since: str) -> None:
     proc = dapframe("incremental", "--namespace", "canvas", "--table", "accounts", "--since",
                     since, "--output-directory", str(tmp_path), emu=module_emulator)
@@ -187,3 +188,13 @@ def test_emulator_defaults_printed() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_naive_date_hint_is_valid() -> None:
+    from dapframe.cli._main import parse_cli_timestamp
+    from dapframe.errors import UsageError
+
+    with pytest.raises(UsageError) as info:
+        parse_cli_timestamp("2026-11-01", "--since")
+    hint = str(info.value).split("e.g. ")[1].split(")")[0]
+    parse_cli_timestamp(hint, "--since")  # the suggested spelling parses

@@ -71,9 +71,11 @@ def parse_cli_timestamp(value: str, option: str) -> datetime:
             f"{option} {value!r} is not an ISO 8601 timestamp: use e.g. 2026-11-01T00:00:00Z"
         ) from None
     if dt.tzinfo is None:
+        example = value.strip() if "T" in value or " " in value.strip() else (
+            f"{value.strip()}T00:00:00")
         raise UsageError(
-            f"{option} {value!r} has no time zone: add Z for UTC (e.g. {value}Z) or an offset "
-            "such as +02:00"
+            f"{option} {value!r} has no time zone: add Z for UTC (e.g. {example}Z) or an "
+            "offset such as +02:00"
         )
     return dt
 
