@@ -190,6 +190,8 @@ def _parse_postgresql(text: str) -> ConnectionInfo:
                               f"(or one of {', '.join(sorted(_PG_PARAMS))})")
     # Fail fast on a dead address instead of waiting on the OS (libpq waits forever by default).
     params.setdefault("connect_timeout", "10")
+    # Lets a DBA (and the crash tests) tell dapframe's sessions apart in pg_stat_activity.
+    params.setdefault("application_name", "dapframe")
     host = url.host  # type: ignore[attr-defined]
     return ConnectionInfo(
         dialect="postgresql",
