@@ -51,6 +51,9 @@ _SEQ_ID: Final = f"{META_SCHEMA}.table_sync_id_seq"
 # DuckDB's names for types it reports differently from how they are written.
 _ALIASES: Final = {"REAL": "FLOAT"}
 
+#: Name the replica file is attached under in dapframe's own DuckDB sessions.
+CATALOG = "dapframe_replica"
+
 
 def _duckdb() -> Any:
     try:
@@ -104,7 +107,10 @@ class DuckDBDialect(Dialect):
 
     def session(self) -> DuckDBSession:
         """A cursor on the shared connection."""
-        return DuckDBSession(self, self.connection().cursor())
+        cursor = self.connection().cursor()
+        if self.info.path is not None:
+            cursor.execute(f"USE {CATALOG}")  # a cursor starts in the default catalog again
+        return DuckDBSession(self, cursor)
 
     def close(self) -> None:
         """Close the file (checkpointing it)."""
@@ -121,11 +127,17 @@ def open_duckdb(info: ConnectionInfo, *, read_only: bool = False, create: bool =
     if path is None:
         return duckdb.connect(":memory:")
     if (read_only or not create) and not path.exists():
-        raise DatabaseError(f"DuckDB file {path} does not exist, so no table is initialised "
+        raise DatabaseError(f"DuckDB file {path} does not exist, so the table is not initialised "
                             "there: run initdb first (or check the connection string)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return duckdb.connect(str(path), read_only=read_only)
+        # Attached under a fixed name, not the file's own: a file named like a namespace
+        # (canvas.duckdb) would make "canvas"."accounts" ambiguous between catalog and schema.
+        con = duckdb.connect(":memory:")
+        literal = "'" + str(path).replace("'", "''") + "'"
+        con.execute(f"ATTACH {literal} AS {CATALOG}" + (" (READ_ONLY)" if read_only else ""))
+        con.execute(f"USE {CATALOG}")
+        return con
     except OSError as exc:
         raise DatabaseError(f"cannot create DuckDB file {path}: {exc.strerror or exc}") from None
     except duckdb.Error as exc:
