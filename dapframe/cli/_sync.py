@@ -9,8 +9,10 @@ and bodies live here. Options and exit codes are the official client's (0 ok, 2 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -164,6 +166,18 @@ def listdb_cmd(g: _Globals, namespace: str, connection_string: str | None,
             click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
 
 
+def _next_step(connection_string: str) -> int:
+    """One emulator step past the replica's newest watermark: each demo run has news."""
+    from dapframe.emulator._data import DEFAULT_START
+    from dapframe.sync import listdb
+
+    rows = listdb(connection_string, "canvas", omit_not_replicated=True, omit_record_count=True)
+    marks = [datetime.fromisoformat(r["timestamp"]) for r in rows if r["timestamp"]]
+    if not marks:
+        return 0
+    return max(0, int((max(marks) - DEFAULT_START) / timedelta(hours=1))) + 1
+
+
 def run_demo(scale: float, database: str, concurrency: int) -> None:
     """The main job on the embedded default: emulator -> ``syncdb --table all`` -> DuckDB.
 
@@ -180,14 +194,17 @@ def run_demo(scale: float, database: str, concurrency: int) -> None:
         path = Path(database).expanduser().absolute()
         connection_string = f"duckdb:///{path}"
         parse_connection_string(connection_string)
-        with Emulator(scale=scale) as emu:
+        steps = _next_step(connection_string) if path.exists() else 0
+        with Emulator(scale=scale, steps=steps) as emu:
             click.echo(f"emulator: {emu.base_url} (seed 0, scale {scale}, step "
                        f"{emu.dataset.step}); replica: {path}")
             config = DapConfig(base_url=emu.base_url, client_id=emu.client_id,
                                client_secret=Secret(emu.client_secret))
             from dapframe.api import DapClient
 
-            # The embedded emulator enforces no rate limit: do not pace job creation.
+            # The embedded emulator enforces no rate limit: do not pace job creation; and
+            # keep the client's progress lines out of the demo's table.
+            logging.getLogger("dapframe.api").setLevel(logging.WARNING)
             with DapClient(config, rate_limits=None) as client:
                 reports = sync_tables(connection_string, "canvas", "all", command="auto",
                                       client=client, concurrency=concurrency,

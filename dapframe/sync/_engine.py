@@ -57,6 +57,10 @@ log = logging.getLogger("dapframe.sync")
 COMMANDS: Final = ("initdb", "syncdb", "auto")
 #: Transfer format of the parts: Parquet decodes fastest and keeps JSON objects as text.
 SYNC_FORMAT: Final = "parquet"
+#: Rows per decoded batch, and batches decoded ahead of the database: the working set (small
+#: batches measured both faster and leaner than 64k-row ones on the 1M-row benchmark).
+BATCH_ROWS = 8_192
+PREFETCH = 2
 
 _T = TypeVar("_T")
 
@@ -401,7 +405,8 @@ class _PartFeed:
                     if self.stopped.is_set():
                         return
             try:
-                yield from read_batches([path], fmt, layout.read_schema, incremental=incremental)
+                yield from read_batches([path], fmt, layout.read_schema, incremental=incremental,
+                                        batch_size=BATCH_ROWS)
             finally:
                 shutil.rmtree(path.parent, ignore_errors=True)
                 self._release()
@@ -413,7 +418,8 @@ _DONE: Final = object()
 class _Prefetch:
     """Decode ahead in a helper thread while the database ingests (a bounded queue)."""
 
-    def __init__(self, batches: Iterator[pa.RecordBatch], depth: int = 4) -> None:
+    def __init__(self, batches: Iterator[pa.RecordBatch], depth: int | None = None) -> None:
+        depth = PREFETCH if depth is None else depth
         self.batches = batches
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self.stop = threading.Event()

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
+import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -110,12 +112,24 @@ REPEATING_NAMESPACES: Final = frozenset({"canvas_logs"})
 DATABASE_VERSION: Final = 1
 
 
+_IMPORT_LOCK = threading.Lock()
+
+
 def _dbapi() -> Any:
-    try:
-        import adbc_driver_postgresql.dbapi as dbapi
-    except ImportError:  # pragma: no cover - depends on the installed extras
-        raise ImportError("PostgreSQL needs the postgresql extra: pip install "
-                          "'dapframe[postgresql]'") from None
+    with _IMPORT_LOCK:
+        # ADBC's DB-API imports Polars (~50 MB resident) only to offer Polars results, which
+        # sync never asks for: keep it out unless the process has it loaded already.
+        blocked = "polars" not in sys.modules
+        if blocked:
+            sys.modules["polars"] = None  # type: ignore[assignment]
+        try:
+            import adbc_driver_postgresql.dbapi as dbapi
+        except ImportError:  # pragma: no cover - depends on the installed extras
+            raise ImportError("PostgreSQL needs the postgresql extra: pip install "
+                              "'dapframe[postgresql]'") from None
+        finally:
+            if blocked and "polars" in sys.modules and sys.modules["polars"] is None:
+                del sys.modules["polars"]
     return dbapi
 
 
@@ -391,9 +405,16 @@ class PostgresSession(Session):
 
     def _comment_columns(self, layout: TableLayout) -> None:
         target = f"{qi(layout.namespace)}.{qi(layout.table)}"
-        for col in layout.columns:
-            if col.description:
-                self._run(f"COMMENT ON COLUMN {target}.{qi(col.name)} IS {ql(col.description)}")
+        comments = [f"COMMENT ON COLUMN {target}.{qi(col.name)} IS {ql(col.description)};"
+                    for col in layout.columns if col.description]
+        if comments:
+            # One round trip for them all (ADBC runs one statement per call).
+            body = "\n".join(comments)
+            tag = "dapframe"
+            while f"${tag}$" in body:
+                tag += "_"
+            self._run(f"DO ${tag}$ BEGIN\n{body}\n"
+                      f"END ${tag}$")
 
     def _lock_table(self, layout: TableLayout) -> None:
         # Serialises dapframe runs on one table (initdb/syncdb/dropdb) across processes.
@@ -451,6 +472,8 @@ class PostgresSession(Session):
             else:
                 received = self._ingest(build, _wire_reader(layout, batches, incremental=False,
                                                             stage=False), schema=ns)
+            # A bigger sort budget for the primary key's bulk index build (this transaction only).
+            self._run("SET LOCAL maintenance_work_mem = '256MB'")
             self._add_primary_key(layout, build, exists)
             if exists:
                 self._run(f"DROP TABLE {qi(ns)}.{qi(table)}")
@@ -458,8 +481,11 @@ class PostgresSession(Session):
                 self._run(f"ALTER TABLE {qi(ns)}.{qi(table)} RENAME CONSTRAINT "
                           f"{qi('pk_' + build)} TO {qi(layout.pk_name)}")
             self._comment_columns(layout)
-            rows = self._one(f"SELECT count(*) FROM {qi(ns)}.{qi(table)}")
-            counts.inserted = int(rows[0]) if rows else 0
+            if received < 0 or ns in REPEATING_NAMESPACES:  # unknown, or repeats removed
+                rows = self._one(f"SELECT count(*) FROM {qi(ns)}.{qi(table)}")
+                counts.inserted = int(rows[0]) if rows else 0
+            else:
+                counts.inserted = received
             counts.received = received if received >= 0 else counts.inserted
             self._write_sync_row(layout, watermark, replace.id if replace else None)
         return counts
