@@ -3,7 +3,7 @@ sockets, replicas compared in full with the emulator's own tables."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -93,36 +93,61 @@ def test_schema_bump_migrates_in_place(
     assert _view_rows(sync_target) == frame.height  # the view still works
 
 
-def _make_view(target: str) -> None:
+def test_a_type_change_views_block_names_them(sync_target: str) -> None:
+    """PostgreSQL cannot retype a column a view uses: the error names the views and the fix."""
+    from dapframe.emulator._data import Dataset
+    from dapframe.emulator._tables import json_schema
+    from dapframe.sync import dialect_for, parse_connection_string, table_layout
+
+    doc = json_schema(Dataset(scale=0.01).spec("canvas", "accounts"))
+    layout = table_layout("canvas", "accounts", doc, 1)
+    db = dialect_for(parse_connection_string(sync_target))
+    try:
+        with db.session() as session:
+            session.ensure_bookkeeping("canvas")
+            session.initdb(layout, iter([]), datetime(2026, 11, 1, tzinfo=UTC))
+    finally:
+        db.close()
+    _make_view(sync_target, "accounts", "id, name")
+    del doc["properties"]["value"]["properties"]["name"]["maxLength"]  # varchar -> text
+    wider = table_layout("canvas", "accounts", doc, 2)
+    db = dialect_for(parse_connection_string(sync_target))
+    try:
+        with db.session() as session:
+            if sync_target.startswith("duckdb"):  # DuckDB binds views by name: no obstacle
+                assert "column name: VARCHAR -> VARCHAR" not in session.migrate(wider)
+            else:
+                with pytest.raises(DatabaseError, match=r"views depend on it \(canvas.v_accounts"
+                                                        r"\): drop them"):
+                    session.migrate(wider)
+    finally:
+        db.close()
+    assert _view_rows(sync_target) == 0
+
+
+def _execute(target: str, sql: str) -> list[Any]:
     if target.startswith("duckdb"):
         import duckdb
 
         con = duckdb.connect(target.removeprefix("duckdb:///"))
-        con.execute('CREATE VIEW canvas.active_accounts AS SELECT id, workflow_state '
-                    'FROM canvas.accounts')
-        con.close()
-    else:
-        import adbc_driver_postgresql.dbapi as dbapi
-
-        with dbapi.connect(target, autocommit=True) as con, con.cursor() as cur:
-            cur.execute('CREATE VIEW canvas.active_accounts AS SELECT id, workflow_state '
-                        'FROM canvas.accounts')
-
-
-def _view_rows(target: str) -> int:
-    if target.startswith("duckdb"):
-        import duckdb
-
-        con = duckdb.connect(target.removeprefix("duckdb:///"), read_only=True)
         try:
-            return int(con.execute("SELECT count(*) FROM canvas.active_accounts").fetchone()[0])
+            return list(con.execute(sql).fetchall())
         finally:
             con.close()
     import adbc_driver_postgresql.dbapi as dbapi
 
-    with dbapi.connect(target) as con, con.cursor() as cur:
-        cur.execute("SELECT count(*) FROM canvas.active_accounts")
-        return int(cur.fetchone()[0])
+    with dbapi.connect(target, autocommit=True) as con, con.cursor() as cur:
+        cur.execute(sql)
+        return list(cur.fetchall()) if cur.description else []
+
+
+def _make_view(target: str, table: str = "accounts", columns: str = "id, workflow_state"
+               ) -> None:
+    _execute(target, f"CREATE VIEW canvas.v_{table} AS SELECT {columns} FROM canvas.{table}")
+
+
+def _view_rows(target: str, table: str = "accounts") -> int:
+    return int(_execute(target, f"SELECT count(*) FROM canvas.v_{table}")[0][0])
 
 
 def _snapshot_required_once(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -145,6 +170,7 @@ def test_snapshot_required_recovers_into_a_shadow_table(
         sync_target: str, sync_emu: Emulator, sync_client: DapClient,
         monkeypatch: pytest.MonkeyPatch) -> None:
     sync(sync_target, "canvas.submissions", client=sync_client)
+    _make_view(sync_target, "submissions", "id, score")
     sync_emu.tick(2)
     refused = _snapshot_required_once(sync_emu, monkeypatch)
     report = sync(sync_target, "canvas.submissions", client=sync_client)
@@ -152,6 +178,9 @@ def test_snapshot_required_recovers_into_a_shadow_table(
     assert report.command == "reinit"
     assert report.watermark == sync_emu.dataset.clock
     assert_replica_equals(sync_target, sync_emu.dataset, "canvas", "submissions")
+    # The view on the table survives the re-initialisation and sees the new rows.
+    assert _view_rows(sync_target, "submissions") == len(
+        expected_rows(sync_emu.dataset, "canvas", "submissions"))
     # Back to normal: the next syncdb continues from the new snapshot's watermark.
     sync_emu.tick()
     assert sync(sync_target, "canvas.submissions", client=sync_client).command == "syncdb"

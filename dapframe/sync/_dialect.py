@@ -102,7 +102,9 @@ class Session(ABC):
 
         When the table exists already (re-initialisation, or a table some interrupted load
         left without a ``table_sync`` row), the new one is built beside it and swapped in, so
-        readers see the old table until the commit and the new one after it.
+        readers see the old table until the commit and the new one after it. A PostgreSQL
+        table that views depend on is kept instead and takes the new rows in place, in the
+        same transaction, so that its views survive.
 
         Parameters
         ----------

@@ -452,10 +452,9 @@ class PostgresSession(Session):
             self._create_enum_types(layout, missing_types)
             exists = self._relation_exists(ns, table)
             build = table + SHADOW_SUFFIX if exists else table
+            views: list[str] = []
             if exists:
                 views = self._views_on(ns, table)
-                if views:
-                    raise self._views_error(layout, views, "the table must be rebuilt")
                 self._run(f"DROP TABLE IF EXISTS {qi(ns)}.{qi(build)}")
             self._create_table(layout, build)
             arrays = [c for c in layout.columns if c.is_array]
@@ -475,11 +474,22 @@ class PostgresSession(Session):
             # A bigger sort budget for the primary key's bulk index build (this transaction only).
             self._run("SET LOCAL maintenance_work_mem = '256MB'")
             self._add_primary_key(layout, build, exists)
-            if exists:
+            if exists and not views:
+                # The swap: readers see the old table until the commit, the new one after it.
                 self._run(f"DROP TABLE {qi(ns)}.{qi(table)}")
                 self._run(f"ALTER TABLE {qi(ns)}.{qi(build)} RENAME TO {qi(table)}")
                 self._run(f"ALTER TABLE {qi(ns)}.{qi(table)} RENAME CONSTRAINT "
                           f"{qi('pk_' + build)} TO {qi(layout.pk_name)}")
+            elif exists:
+                # Views depend on the table: keep it (and them) and take over the shadow's rows,
+                # still in this one transaction; readers see the old rows until the commit.
+                log.info("%s: views depend on the table (%s): its rows are replaced in place",
+                         layout.name, ", ".join(views))
+                names = ", ".join(qi(c.name) for c in layout.columns)
+                self._run(f"DELETE FROM {qi(ns)}.{qi(table)}")
+                self._run(f"INSERT INTO {qi(ns)}.{qi(table)} ({names}) SELECT {names} "
+                          f"FROM {qi(ns)}.{qi(build)}")
+                self._run(f"DROP TABLE {qi(ns)}.{qi(build)}")
             self._comment_columns(layout)
             if received < 0 or ns in REPEATING_NAMESPACES:  # unknown, or repeats removed
                 rows = self._one(f"SELECT count(*) FROM {qi(ns)}.{qi(table)}")
