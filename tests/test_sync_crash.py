@@ -33,7 +33,7 @@ from dapframe.sync import sync_tables
 from tests.sync_support import assert_replica_equals
 
 TABLES = ["users", "enrollments", "submissions"]
-KILLS_PER_PHASE = 4  # x 3 phases (initdb, 2 x syncdb) x 2 dialects = 24 killed runs
+KILLS_PER_PHASE = 5  # x 3 phases (initdb, 2 x syncdb) x 2 dialects = 30 runs to kill
 SECRET = "crash-secret"
 
 
@@ -215,8 +215,8 @@ def test_sigkill_at_varied_points(crash_target: str, tmp_path: Path) -> None:
                                 and time.monotonic() < end:
                             time.sleep(0.005)
                         delay = rng.uniform(0.0, 0.4)
-                    else:
-                        delay = rng.uniform(0.2, 2.0)  # anywhere: start-up, job, load, commit
+                    else:  # anywhere: start-up, job, load, commit (syncdb runs are shorter)
+                        delay = rng.uniform(0.2, 2.0 if command == "initdb" else 1.2)
                     try:
                         proc.wait(timeout=delay)
                     except subprocess.TimeoutExpired:
@@ -236,7 +236,8 @@ def test_sigkill_at_varied_points(crash_target: str, tmp_path: Path) -> None:
                     assert_replica_equals(crash_target, emu.dataset, "canvas", table)
         finally:
             checker.stop_reader()
-    assert kills >= 3 * KILLS_PER_PHASE - 2, f"only {kills} runs were killed mid-way"
+    # Some unaimed runs may finish first (that is a run too); most must be killed.
+    assert kills >= 3 * KILLS_PER_PHASE - 4, f"only {kills} runs were killed mid-way"
     assert in_load >= KILLS_PER_PHASE, f"only {in_load} kills hit a load"
     assert not checker.conflicts, checker.conflicts[:5]
     if checker.pg:
