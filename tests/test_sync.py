@@ -256,3 +256,27 @@ def test_query_result_sync(sync_target: str, sync_emu: Emulator, sync_client: Da
     assert_replica_equals(sync_target, ds, "canvas", "assignments")
     with pytest.raises(DatabaseError, match="starts at"):
         changes.sync(sync_target)  # applying the same window twice is refused
+
+
+def test_initdb_rebuilds_a_half_loaded_table(sync_target: str, sync_emu: Emulator,
+                                             sync_client: DapClient) -> None:
+    """A table an interrupted load left behind without a table_sync row (the official
+    client's weak spot) is rebuilt beside it and swapped in."""
+    _execute(sync_target, "CREATE SCHEMA IF NOT EXISTS canvas")
+    _execute(sync_target, "CREATE TABLE canvas.users (id bigint, name varchar(255))")
+    _execute(sync_target, "INSERT INTO canvas.users VALUES (1, 'half'), (2, 'loaded')")
+    report = sync(sync_target, "canvas.users", command="initdb", client=sync_client)
+    assert report.command == "initdb" and report.inserted == 200
+    assert_replica_equals(sync_target, sync_emu.dataset, "canvas", "users")
+
+
+def test_syncdb_rebuilds_a_table_dropped_by_hand(sync_target: str, sync_emu: Emulator,
+                                                 sync_client: DapClient) -> None:
+    sync(sync_target, "canvas.courses", client=sync_client)
+    _execute(sync_target, "DROP TABLE canvas.courses")
+    sync_emu.tick()
+    with pytest.raises(DatabaseError, match="table is missing"):
+        sync(sync_target, "canvas.courses", client=sync_client, recover=False)
+    report = sync(sync_target, "canvas.courses", client=sync_client)
+    assert report.command == "reinit"
+    assert_replica_equals(sync_target, sync_emu.dataset, "canvas", "courses")

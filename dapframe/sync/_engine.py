@@ -243,7 +243,8 @@ async def _run_table(client: AsyncDapClient, dialect: Dialect, namespace: str, t
             raise DatabaseError(f"{layout.name} is not initialised in {dialect.where}: run "
                                 "initdb first")
         await _in_thread(session.ensure_bookkeeping, namespace)
-        if await _in_thread(session.table_exists, namespace, table):
+        exists = await _in_thread(session.table_exists, namespace, table)
+        if exists:
             report.migrations += await _in_thread(session.migrate, layout)
         if command == "initdb":
             job = await _start(client, layout, None, options)
@@ -255,8 +256,14 @@ async def _run_table(client: AsyncDapClient, dialect: Dialect, namespace: str, t
         else:
             assert row is not None
             try:
+                if not exists:  # recorded but dropped by hand: rebuild it, like a recovery
+                    raise _TableMissing(f"{layout.name} is recorded in table_sync but the "
+                                        "table is missing")
                 job = await _start(client, layout, row.timestamp, options)
-            except (SnapshotRequiredError, OutOfRangeError) as exc:
+            except (SnapshotRequiredError, OutOfRangeError, _TableMissing) as exc:
+                if isinstance(exc, _TableMissing) and not options.recover:
+                    raise DatabaseError(f"{exc}: run syncdb with recovery on (the default) "
+                                        "or dropdb + initdb") from None
                 if not options.recover:
                     kind = "a new snapshot" if isinstance(exc, SnapshotRequiredError) \
                         else "data from before the retention limit"
@@ -286,6 +293,10 @@ async def _run_table(client: AsyncDapClient, dialect: Dialect, namespace: str, t
         report.schema_version = layout.version
     finally:
         await _in_thread(session.close)
+
+
+class _TableMissing(Exception):
+    """A table ``table_sync`` records is gone: syncdb re-initialises it."""
 
 
 def _required(ts: datetime | None) -> datetime:
