@@ -413,8 +413,7 @@ class PostgresSession(Session):
             tag = "dapframe"
             while f"${tag}$" in body:
                 tag += "_"
-            self._run(f"DO ${tag}$ BEGIN\n{body}\n"
-                      f"END ${tag}$")
+            self._run(f"DO ${tag}$ BEGIN\n{body}\nEND ${tag}$")
 
     def _lock_table(self, layout: TableLayout) -> None:
         # Serialises dapframe runs on one table (initdb/syncdb/dropdb) across processes.
