@@ -128,6 +128,14 @@ def _run_as(user: str | None, cmd: list[str], **kwargs: Any) -> subprocess.Compl
 def start_pg(bin_dir: Path) -> PgServer:
     """initdb + start on a free loopback port (fsync off); raises if it does not come up."""
     root = Path(tempfile.mkdtemp(prefix="dapframe-pg-"))
+    try:
+        return _start_pg(bin_dir, root)
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)  # nothing left behind when it fails
+        raise
+
+
+def _start_pg(bin_dir: Path, root: Path) -> PgServer:
     run_as: str | None = None
     if os.geteuid() == 0:
         for candidate in ("postgres", "nobody"):
