@@ -44,12 +44,10 @@ def _uv() -> str:
     return uv
 
 
-@pytest.fixture(scope="session")
-def official_dap() -> Path:
-    """The official ``dap`` command, installed from exact pins into its own venv (cached)."""
-    digest = hashlib.sha256(OFFICIAL_REQUIREMENTS.read_bytes()).hexdigest()[:12]
-    venv = ROOT / ".cache" / f"dap-official-{digest}"
-    dap = venv / "bin" / "dap"
+def _pinned_venv(requirements: Path, name: str) -> Path:
+    """A venv built from exact pins under .cache (rebuilt when the pins change); its ``dap``."""
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()[:12]
+    venv = ROOT / ".cache" / f"{name}-{digest}"
     marker = venv / ".installed"  # written last: a half-made venv is rebuilt, not trusted
     if not marker.exists():
         uv = _uv()
@@ -58,9 +56,15 @@ def official_dap() -> Path:
         subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)],
                        check=True, env=env)
         subprocess.run([uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
-                        "-r", str(OFFICIAL_REQUIREMENTS)], check=True, env=env)
+                        "-r", str(requirements)], check=True, env=env)
         marker.write_text("ok\n")
-    return dap
+    return venv / "bin" / "dap"
+
+
+@pytest.fixture(scope="session")
+def official_dap() -> Path:
+    """The official ``dap`` command, installed from exact pins into its own venv (cached)."""
+    return _pinned_venv(OFFICIAL_REQUIREMENTS, "dap-official")
 
 
 # Real database servers (PostgreSQL) and the official client with its postgresql extra.
@@ -73,17 +77,4 @@ OFFICIAL_PG_REQUIREMENTS = ROOT / "tests" / "official" / "requirements-postgresq
 @pytest.fixture(scope="session")
 def official_dap_pg() -> Path:
     """The official ``dap`` with its postgresql extra (asyncpg), exact pins, own venv (cached)."""
-    digest = hashlib.sha256(OFFICIAL_PG_REQUIREMENTS.read_bytes()).hexdigest()[:12]
-    venv = ROOT / ".cache" / f"dap-official-pg-{digest}"
-    dap = venv / "bin" / "dap"
-    marker = venv / ".installed"  # written last: a half-made venv is rebuilt, not trusted
-    if not marker.exists():
-        uv = _uv()
-        shutil.rmtree(venv, ignore_errors=True)
-        env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
-        subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)],
-                       check=True, env=env)
-        subprocess.run([uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
-                        "-r", str(OFFICIAL_PG_REQUIREMENTS)], check=True, env=env)
-        marker.write_text("ok\n")
-    return dap
+    return _pinned_venv(OFFICIAL_PG_REQUIREMENTS, "dap-official-pg")
