@@ -77,6 +77,9 @@ class Faults:
             # Network shape (benchmarks): added seconds per API call, bytes/s per download.
             self.latency: float = self._default_latency
             self.object_bandwidth: float | None = self._default_bandwidth
+            # Hostile input (bad-input tests): "<ns>.<table>" -> {column: property or value}.
+            self.schema_patches: dict[str, dict[str, Any]] = {}
+            self.data_patches: dict[str, dict[str, Any]] = {}
 
     # -- setters -----------------------------------------------------------------------------
     def burst(self, endpoint: str, *, status: int, count: int = 1,
@@ -112,16 +115,37 @@ class Faults:
         with self._lock:
             self.revoked_before = time.time()
 
+    def patch_schema(self, table: str, column: str, prop: dict[str, Any]) -> None:
+        """Serve ``prop`` as the ``value`` property ``column`` of ``table``'s schema.
+
+        ``table`` is ``"<namespace>.<table>"``. The data stays as it is: this tests how
+        clients meet a schema with unknown keywords, free-form objects, type arrays ...
+        """
+        with self._lock:
+            self.schema_patches.setdefault(table, {})[column] = dict(prop)
+
+    def patch_data(self, table: str, column: str, value: Any) -> None:
+        """Serve ``value`` in the ``value`` column ``column`` of the first row of every result.
+
+        ``value`` is any value of the column's type (``float("nan")``, a long string ...), or
+        ``bytes`` for a text column: written as they are, so ``b"\\xff"`` is invalid UTF-8.
+        """
+        with self._lock:
+            self.data_patches.setdefault(table, {})[column] = value
+
     def apply(self, doc: dict[str, Any]) -> None:
         """Set faults from a JSON document (``POST /emulator/faults``).
 
         Keys: ``bursts`` (list of ``{endpoint, status, count, retry_after}``), ``fail_jobs``,
         ``job_seconds``, ``drop_downloads`` (``{count, after_bytes}``), ``expire_urls``,
         ``token_ttl``, ``rate_limits`` (bool or ``{endpoint: calls per minute}``),
-        ``revoke_tokens`` (bool), ``latency`` (seconds), ``object_bandwidth`` (bytes/s or null).
+        ``revoke_tokens`` (bool), ``latency`` (seconds), ``object_bandwidth`` (bytes/s or null),
+        ``schema_patches`` and ``data_patches`` (``{"<ns>.<table>": {column: property or
+        value}}``, see :meth:`patch_schema` and :meth:`patch_data`).
         """
         known = {"bursts", "fail_jobs", "job_seconds", "drop_downloads", "expire_urls",
-                 "token_ttl", "rate_limits", "revoke_tokens", "latency", "object_bandwidth"}
+                 "token_ttl", "rate_limits", "revoke_tokens", "latency", "object_bandwidth",
+                 "schema_patches", "data_patches"}
         unknown = set(doc) - known
         if unknown:
             raise ValueError(f"unknown fault keys {sorted(unknown)}; known: {sorted(known)}")
@@ -154,6 +178,12 @@ class Faults:
         if "object_bandwidth" in doc:
             bw = doc["object_bandwidth"]
             self.object_bandwidth = None if bw is None else float(bw)
+        for table, columns in doc.get("schema_patches", {}).items():
+            for column, prop in columns.items():
+                self.patch_schema(table, column, prop)
+        for table, columns in doc.get("data_patches", {}).items():
+            for column, value in columns.items():
+                self.patch_data(table, column, value)
 
     # -- consumed by the server ---------------------------------------------------------------
     def take_burst(self, endpoint: str) -> Burst | None:

@@ -146,6 +146,8 @@ class EmulatorState:
         self.blobs: dict[str, bytes] = {}  # file name -> bytes
         self.max_blob_bytes = max_blob_bytes
         self.signing_key = uuid.uuid4().bytes
+        # Every bearer token issued, so that tests can look for leaks of them.
+        self.issued_tokens: list[str] = []
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="emulator-job")
         # A separate pool for parts: job tasks wait on part tasks, so sharing one would deadlock.
         self.part_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="emulator-part")
@@ -165,6 +167,8 @@ class EmulatorState:
         signing_input = seg(header) + b"." + seg(payload)
         sig = hmac.new(self.signing_key, signing_input, hashlib.sha256).digest()
         token = (signing_input + b"." + base64.urlsafe_b64encode(sig).rstrip(b"=")).decode()
+        with self.lock:
+            self.issued_tokens.append(token)
         return TokenResponse(access_token=token, expires_in=ttl, scope="dap:query",
                              token_type="Bearer")
 
@@ -257,6 +261,9 @@ class EmulatorState:
             else:
                 assert until is not None
                 records = self.dataset.changes(namespace, table, since, until)
+            patches = self.faults.data_patches.get(f"{namespace}.{table}")
+            if patches:
+                records = _patch_records(records, patches)
             self._evict(time.time())
             self.jobs[job.job_id] = job
             self.dedup[key] = job.job_id
@@ -330,6 +337,30 @@ class EmulatorState:
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.part_pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _patch_records(records: pa.Table, patches: dict[str, Any]) -> pa.Table:
+    """The records with each patched ``value`` column's first value replaced (bad-input tests).
+
+    ``bytes`` go into a string column unchecked, so invalid UTF-8 reaches the encoders.
+    """
+    if records.num_rows == 0:
+        return records
+    for column, value in patches.items():
+        i = records.schema.get_field_index(f"value.{column}")
+        if i < 0:
+            continue
+        field_ = records.schema.field(i)
+        values = records.column(i).to_pylist()
+        if isinstance(value, bytes):
+            raw = [v.encode() if isinstance(v, str) else v for v in values]
+            raw[0] = value
+            arr = pa.array(raw, pa.binary()).view(field_.type)
+        else:
+            values[0] = value
+            arr = pa.array(values, field_.type)
+        records = records.set_column(i, field_, arr)
+    return records
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -487,6 +518,9 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             spec = state.spec_or_404(ns, table)
             doc = SchemaResponse(schema=json_schema(spec), version=spec.version).to_json()
+            patches = state.faults.schema_patches.get(f"{ns}.{table}", {})
+            for column, prop in patches.items():
+                doc["schema"]["properties"]["value"]["properties"][column] = prop
         self._send_json(200, doc)
 
     def _h_query(self, state: EmulatorState, query: dict[str, str], ns: str, table: str) -> None:
