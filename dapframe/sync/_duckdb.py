@@ -17,14 +17,24 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any, Final
 
 import pyarrow as pa
 
 from dapframe.errors import DatabaseError
-from dapframe.sync._dialect import Dialect, LoadCounts, Session, SyncRow
+from dapframe.sync._dialect import (
+    DATABASE_VERSION,
+    META_SCHEMA,
+    SHADOW_SUFFIX,
+    Dialect,
+    LoadCounts,
+    SqlSession,
+    SyncRow,
+    first_line,
+    utc,
+)
 from dapframe.sync._layout import (
     META_ACTION,
     META_SEQ,
@@ -41,11 +51,8 @@ __all__ = ["DuckDBDialect", "DuckDBSession"]
 
 log = logging.getLogger("dapframe.sync")
 
-META_SCHEMA: Final = "instructure_dap"
 _SYNC: Final = f"{qi(META_SCHEMA)}.{qi('table_sync')}"
 _VERSION: Final = f"{qi(META_SCHEMA)}.{qi('database_version')}"
-SHADOW_SUFFIX: Final = "__dapframe_new"
-DATABASE_VERSION: Final = 1
 _SRC: Final = "dapframe_src"
 _SEQ_ID: Final = f"{META_SCHEMA}.table_sync_id_seq"
 # DuckDB's names for types it reports differently from how they are written.
@@ -62,14 +69,6 @@ def _duckdb() -> Any:
         raise ImportError("DuckDB needs the frames extra: pip install 'dapframe[frames]'"
                           ) from None
     return duckdb
-
-
-def _utc(ts: datetime) -> datetime:
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-
-
-def _naive(ts: datetime) -> datetime:
-    return _utc(ts).replace(tzinfo=None)
 
 
 class DuckDBDialect(Dialect):
@@ -148,17 +147,17 @@ def open_duckdb(info: ConnectionInfo, *, read_only: bool = False, create: bool =
                 f"DuckDB file {path} is in use by another process"
                 + (f" (PID {pid.group(1)})" if pid else "")
                 + ": wait for it to finish, or use another file") from None
-        raise DatabaseError(f"cannot open DuckDB file {path}: {_first_line(text)}") from None
+        raise DatabaseError(f"cannot open DuckDB file {path}: {first_line(text)}") from None
 
 
-class DuckDBSession(Session):
+class DuckDBSession(SqlSession):
     """One cursor on the dialect's connection; each method is one transaction."""
 
     def __init__(self, dialect: DuckDBDialect, cur: Any) -> None:
         self.dialect = dialect
         self.info = dialect.info
         self.cur = cur
-        self._errors = _duckdb().Error
+        self.errors = _duckdb().Error
 
     def close(self) -> None:
         """Roll back an open transaction and close the cursor."""
@@ -171,23 +170,22 @@ class DuckDBSession(Session):
         except Exception:
             pass
 
-    # -- plumbing --------------------------------------------------------------------------
-    def _run(self, sql: str, params: Sequence[Any] | None = None) -> None:
-        log.debug("SQL: %s", sql if len(sql) < 500 else sql[:500] + "...")
-        self.cur.execute(sql, params) if params is not None else self.cur.execute(sql)
+    def _error(self, exc: BaseException, action: str, table: str | None = None
+               ) -> DatabaseError:
+        prefix = f"{table}: " if table else ""
+        return DatabaseError(f"{prefix}DuckDB failed while {action} in {self.info.where}: "
+                             f"{first_line(str(exc))}")
 
-    def _all(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
-        self._run(sql, params)
-        return list(self.cur.fetchall())
+    def _begin(self) -> None:
+        self.cur.begin()
 
-    def _one(self, sql: str, params: Sequence[Any] | None = None) -> tuple[Any, ...] | None:
-        rows = self._all(sql, params)
-        return rows[0] if rows else None
+    def _commit(self) -> None:
+        self.cur.commit()
 
-    def _tx(self, action: str, table: str | None = None) -> _Tx:
-        return _Tx(self, action, table)
+    def _rollback(self) -> None:
+        self.cur.rollback()
 
-    def _table_exists(self, schema: str, name: str) -> bool:
+    def _relation_exists(self, schema: str, name: str) -> bool:
         return self._one("SELECT 1 FROM duckdb_tables() WHERE schema_name = ? AND table_name = ? "
                          "AND database_name = current_database()", [schema, name]) is not None
 
@@ -214,51 +212,8 @@ class DuckDBSession(Session):
             self._run(f'CREATE TABLE IF NOT EXISTS {_VERSION} ("version" BIGINT NOT NULL, '
                       'CONSTRAINT "pk_database_version" PRIMARY KEY ("version"))')
             versions = [int(r[0]) for r in self._all(f'SELECT "version" FROM {_VERSION}')]
-            if not versions:
+            if self._check_version(versions):
                 self._run(f'INSERT INTO {_VERSION} VALUES ({DATABASE_VERSION})')
-            elif max(versions) > DATABASE_VERSION:
-                raise DatabaseError(
-                    f"{self.info.where}: the bookkeeping tables are at version {max(versions)}, "
-                    f"newer than this dapframe knows ({DATABASE_VERSION}): upgrade dapframe")
-
-    def _sync_rows(self, where: str, params: list[Any]) -> list[SyncRow]:
-        if not self._table_exists(META_SCHEMA, "table_sync"):
-            return []
-        rows = self._all(
-            'SELECT "id", "source_namespace", "source_table", "timestamp", "schema_version", '
-            f'"target_schema", "target_table" FROM {_SYNC} WHERE {where} '
-            'ORDER BY "source_table", "id"', params)
-        out: list[SyncRow] = []
-        seen: set[str] = set()
-        for r in rows:
-            if r[2] in seen:
-                continue
-            seen.add(r[2])
-            out.append(SyncRow(int(r[0]), r[1], r[2], _utc(r[3]), int(r[4]), r[5], r[6]))
-        return out
-
-    def sync_row(self, namespace: str, table: str) -> SyncRow | None:
-        """The ``table_sync`` row of a table (None when not initialised)."""
-        with self._tx("reading table_sync", f"{namespace}.{table}"):
-            rows = self._sync_rows('"source_namespace" = ? AND "source_table" = ?',
-                                   [namespace, table])
-        return rows[0] if rows else None
-
-    def sync_rows(self, namespace: str) -> list[SyncRow]:
-        """Every ``table_sync`` row of a namespace."""
-        with self._tx("reading table_sync"):
-            return self._sync_rows('"source_namespace" = ?', [namespace])
-
-    def table_exists(self, namespace: str, table: str) -> bool:
-        """Whether the replica table exists."""
-        with self._tx("reading the catalog", f"{namespace}.{table}"):
-            return self._table_exists(namespace, table)
-
-    def count(self, namespace: str, table: str) -> int:
-        """``SELECT count(*)`` of the replica table."""
-        with self._tx("counting rows", f"{namespace}.{table}"):
-            row = self._one(f"SELECT count(*) FROM {qi(namespace)}.{qi(table)}")
-        return int(row[0]) if row else 0
 
     # -- types and migration ---------------------------------------------------------------
     def _enum_labels(self, schema: str, name: str) -> list[str] | None:
@@ -385,7 +340,7 @@ class DuckDBSession(Session):
                 elif not set(col.enum) <= set(labels):
                     raise DatabaseError(f"{layout.name}: enum type {col.enum_type} lacks values "
                                         "of the schema: run syncdb to migrate it")
-            exists = self._table_exists(ns, table)
+            exists = self._relation_exists(ns, table)
             build = table + SHADOW_SUFFIX if exists else table
             self._run(f"DROP TABLE IF EXISTS {qi(ns)}.{qi(build)}")
             cols = ", ".join(f"{qi(c.name)} {c.duck_type}" + ("" if c.nullable else " NOT NULL")
@@ -418,25 +373,6 @@ class DuckDBSession(Session):
             self._write_sync_row(layout, watermark, replace.id if replace else None)
         return counts
 
-    def _write_sync_row(self, layout: TableLayout, watermark: datetime,
-                        row_id: int | None) -> None:
-        if row_id is None:
-            self._run(
-                f'INSERT INTO {_SYNC} ("source_namespace", "source_table", "timestamp", '
-                '"schema_version", "target_schema", "target_table", '
-                '"schema_description_format", "schema_description") '
-                "VALUES (?, ?, ?, ?, ?, ?, 'json', ?)",
-                [layout.namespace, layout.table, _naive(watermark), layout.version,
-                 layout.namespace, layout.table, layout.description])
-        else:
-            self._run(
-                f'UPDATE {_SYNC} SET "timestamp" = ?, "schema_version" = ?, '
-                '"target_schema" = ?, "target_table" = ?, '
-                "\"schema_description_format\" = 'json', \"schema_description\" = ? "
-                'WHERE "id" = ?',
-                [_naive(watermark), layout.version, layout.namespace, layout.table,
-                 layout.description, row_id])
-
     def syncdb(self, layout: TableLayout, batches: Iterator[pa.RecordBatch],
                watermark: datetime, row: SyncRow) -> LoadCounts:
         """Stage, delete, upsert and advance the watermark, in one transaction."""
@@ -447,7 +383,7 @@ class DuckDBSession(Session):
         counts = LoadCounts()
         with self._tx("applying the changes", layout.name):
             now = self._one(f'SELECT "timestamp" FROM {_SYNC} WHERE "id" = ?', [row.id])
-            if now is None or _utc(now[0]) != row.timestamp:
+            if now is None or utc(now[0]) != row.timestamp:
                 raise DatabaseError(f"{layout.name} was synchronised by someone else meanwhile "
                                     f"in {self.info.where}: run syncdb again")
             self._source(layout, batches, incremental=True)
@@ -487,16 +423,9 @@ class DuckDBSession(Session):
         """Drop the table and its ``table_sync`` row (refused when not initialised)."""
         name = f"{namespace}.{table}"
         with self._tx("dropping the table", name):
-            rows = self._sync_rows('"source_namespace" = ? AND "source_table" = ?',
-                                   [namespace, table])
-            if not rows:
-                raise DatabaseError(f"{name} is not initialised in {self.info.where}: "
-                                    "nothing to drop (a table without a table_sync row is left "
-                                    "alone)")
-            self._run(f'DELETE FROM {_SYNC} WHERE "source_namespace" = ? AND '
-                      '"source_table" = ?', [namespace, table])
-            self._run(f"DROP TABLE IF EXISTS {qi(rows[0].target_schema or namespace)}."
-                      f"{qi(rows[0].target_table)}")
+            row = self._drop_sync_row(namespace, table)
+            self._run(f"DROP TABLE IF EXISTS {qi(row.target_schema or namespace)}."
+                      f"{qi(row.target_table)}")
 
 
 def _same_type(have: str, want: str) -> bool:
@@ -511,45 +440,3 @@ def _select_expr(col: DbColumn, alias: str) -> str:
     if col.enum_type is not None or col.kind in ("struct", "uuid"):
         return f"CAST({ref} AS {col.duck_type}) AS {qi(col.name)}"
     return f"{ref} AS {qi(col.name)}"
-
-
-class _Tx:
-    """One transaction: commit on success, roll back and translate DuckDB errors otherwise."""
-
-    def __init__(self, session: DuckDBSession, action: str, table: str | None) -> None:
-        self.session = session
-        self.action = action
-        self.table = table
-
-    def __enter__(self) -> None:
-        self.session.cur.begin()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: object) -> None:
-        s = self.session
-        if exc is None:
-            try:
-                s.cur.commit()
-            except s._errors as err:
-                raise _error(err, s.info, self.action, self.table) from None
-            return
-        try:
-            s.cur.rollback()
-        except Exception:
-            pass
-        if isinstance(exc, s._errors):
-            raise _error(exc, s.info, self.action, self.table) from exc
-
-
-def _error(exc: BaseException, info: ConnectionInfo, action: str,
-           table: str | None) -> DatabaseError:
-    prefix = f"{table}: " if table else ""
-    return DatabaseError(f"{prefix}DuckDB failed while {action} in {info.where}: "
-                         f"{_first_line(str(exc))}")
-
-
-def _first_line(text: str) -> str:
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()[:300]
-    return text[:300]

@@ -23,14 +23,24 @@ import logging
 import re
 import sys
 import threading
-from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any, Final
 
 import pyarrow as pa
 
 from dapframe.errors import DatabaseError
-from dapframe.sync._dialect import Dialect, LoadCounts, Session, SyncRow
+from dapframe.sync._dialect import (
+    DATABASE_VERSION,
+    META_SCHEMA,
+    SHADOW_SUFFIX,
+    Dialect,
+    LoadCounts,
+    SqlSession,
+    SyncRow,
+    first_line,
+    utc,
+)
 from dapframe.sync._layout import (
     META_ACTION,
     META_SEQ,
@@ -50,11 +60,9 @@ __all__ = ["PostgresDialect", "PostgresSession"]
 
 log = logging.getLogger("dapframe.sync")
 
-META_SCHEMA: Final = "instructure_dap"
 _SYNC: Final = f"{qi(META_SCHEMA)}.{qi('table_sync')}"
 _VERSION: Final = f"{qi(META_SCHEMA)}.{qi('database_version')}"
 _STAGE: Final = "dapframe_stage"
-SHADOW_SUFFIX: Final = "__dapframe_new"
 # Advisory lock keys: bookkeeping DDL, and one per table (hashtext of its name).
 _LOCK_BOOKKEEPING: Final = 0x6461_7066  # "dapf"
 
@@ -108,8 +116,6 @@ _VERSION_DDL: Final = (
 #: Namespaces whose snapshots repeat keys (the official client upserts these on initdb too);
 #: elsewhere a snapshot has one row per key and the primary key is built straight away.
 REPEATING_NAMESPACES: Final = frozenset({"canvas_logs"})
-#: The bookkeeping layout version the official client 2.3.1 writes.
-DATABASE_VERSION: Final = 1
 
 
 _IMPORT_LOCK = threading.Lock()
@@ -133,14 +139,6 @@ def _dbapi() -> Any:
     return dbapi
 
 
-def _utc(ts: datetime) -> datetime:
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-
-
-def _naive(ts: datetime) -> datetime:
-    return _utc(ts).replace(tzinfo=None)
-
-
 class PostgresDialect(Dialect):
     """PostgreSQL (``postgresql://user:password@host:port/database[?ssl=MODE]``)."""
 
@@ -151,13 +149,13 @@ class PostgresDialect(Dialect):
         return PostgresSession(self.info)
 
 
-class PostgresSession(Session):
+class PostgresSession(SqlSession):
     """One ADBC connection; every method runs and commits (or rolls back) its own transaction."""
 
     def __init__(self, info: ConnectionInfo) -> None:
         self.info = info
         dbapi = _dbapi()
-        self._errors = dbapi.Error
+        self.errors = dbapi.Error
         try:
             self.conn = dbapi.connect(info.libpq_uri())
         except dbapi.Error as exc:
@@ -172,21 +170,6 @@ class PostgresSession(Session):
     def _error(self, exc: BaseException, action: str, table: str | None = None) -> DatabaseError:
         return pg_error(exc, self.info, action, table)
 
-    def _run(self, sql: str, params: Sequence[Any] | None = None) -> None:
-        log.debug("SQL: %s", sql if len(sql) < 500 else sql[:500] + "...")
-        if params is None:
-            self.cur.execute(sql)
-        else:
-            self.cur.execute(sql, params)
-
-    def _all(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
-        self._run(sql, params)
-        return list(self.cur.fetchall())
-
-    def _one(self, sql: str, params: Sequence[Any] | None = None) -> tuple[Any, ...] | None:
-        rows = self._all(sql, params)
-        return rows[0] if rows else None
-
     def close(self) -> None:
         """Roll back whatever is open and close the connection."""
         try:
@@ -199,8 +182,15 @@ class PostgresSession(Session):
         except Exception:
             pass
 
-    def _tx(self, action: str, table: str | None = None) -> _Tx:
-        return _Tx(self, action, table)
+    def param(self, index: int) -> str:
+        """PostgreSQL numbers its placeholders."""
+        return f"${index}"
+
+    def _commit(self) -> None:
+        self.conn.commit()
+
+    def _rollback(self) -> None:
+        self.conn.rollback()
 
     # -- bookkeeping -----------------------------------------------------------------------
     def _schema_exists(self, schema: str) -> bool:
@@ -227,53 +217,8 @@ class PostgresSession(Session):
                 for sql in _VERSION_DDL:
                     self._run(sql)
             versions = [int(r[0]) for r in self._all(f'SELECT "version" FROM {_VERSION}')]
-            if not versions:
-                # An empty version table makes the official client re-run its 0 -> 1 upgrade,
-                # which empties table_sync: always record the version.
+            if self._check_version(versions):
                 self._run(f'INSERT INTO {_VERSION} ("version") VALUES ({DATABASE_VERSION})')
-            elif max(versions) > DATABASE_VERSION:
-                raise DatabaseError(
-                    f"{self.info.where}: the bookkeeping tables are at version {max(versions)}, "
-                    f"newer than this dapframe knows ({DATABASE_VERSION}): upgrade dapframe")
-
-    def _sync_rows(self, where: str, params: list[Any]) -> list[SyncRow]:
-        if not self._relation_exists(META_SCHEMA, "table_sync"):
-            return []
-        rows = self._all(
-            'SELECT "id", "source_namespace", "source_table", "timestamp", "schema_version", '
-            f'"target_schema", "target_table" FROM {_SYNC} WHERE {where} ORDER BY '
-            '"source_table", "id"', params)
-        out: list[SyncRow] = []
-        seen: set[str] = set()
-        for r in rows:
-            if r[2] in seen:  # no unique constraint upstream: the first row counts
-                continue
-            seen.add(r[2])
-            out.append(SyncRow(int(r[0]), r[1], r[2], _utc(r[3]), int(r[4]), r[5], r[6]))
-        return out
-
-    def sync_row(self, namespace: str, table: str) -> SyncRow | None:
-        """The ``table_sync`` row of a table (None when not initialised)."""
-        with self._tx("reading table_sync", f"{namespace}.{table}"):
-            rows = self._sync_rows('"source_namespace" = $1 AND "source_table" = $2',
-                                   [namespace, table])
-        return rows[0] if rows else None
-
-    def sync_rows(self, namespace: str) -> list[SyncRow]:
-        """Every ``table_sync`` row of a namespace."""
-        with self._tx("reading table_sync"):
-            return self._sync_rows('"source_namespace" = $1', [namespace])
-
-    def table_exists(self, namespace: str, table: str) -> bool:
-        """Whether the replica table exists."""
-        with self._tx("reading the catalog", f"{namespace}.{table}"):
-            return self._relation_exists(namespace, table)
-
-    def count(self, namespace: str, table: str) -> int:
-        """``SELECT count(*)`` of the replica table."""
-        with self._tx("counting rows", f"{namespace}.{table}"):
-            row = self._one(f"SELECT count(*) FROM {qi(namespace)}.{qi(table)}")
-        return int(row[0]) if row else 0
 
     # -- catalog ---------------------------------------------------------------------------
     def _columns(self, namespace: str, table: str) -> dict[str, _Existing]:
@@ -510,22 +455,6 @@ class PostgresSession(Session):
         self._run(f"ALTER TABLE {qi(ns)}.{qi(build)} ADD CONSTRAINT {qi(pk)} "
                   f"PRIMARY KEY ({key})")
 
-    def _write_sync_row(self, layout: TableLayout, watermark: datetime,
-                        row_id: int | None) -> None:
-        params = [_naive(watermark), layout.version, layout.namespace, layout.table,
-                  layout.description]
-        if row_id is None:
-            self._run(
-                f'INSERT INTO {_SYNC} ("source_namespace", "source_table", "timestamp", '
-                '"schema_version", "target_schema", "target_table", '
-                '"schema_description_format", "schema_description") '
-                "VALUES ($3, $4, $1, $2, $3, $4, 'json', $5)", params)
-        else:
-            self._run(
-                f'UPDATE {_SYNC} SET "timestamp" = $1, "schema_version" = $2, '
-                '"target_schema" = $3, "target_table" = $4, "schema_description_format" = '
-                "'json', \"schema_description\" = $5 WHERE \"id\" = $6", [*params, row_id])
-
     def _create_stage(self, layout: TableLayout, *, incremental: bool) -> None:
         cols = [f"{qi(META_TS)} timestamp without time zone NOT NULL"]
         if incremental:
@@ -546,7 +475,7 @@ class PostgresSession(Session):
             self._lock_table(layout)
             now = self._one(f'SELECT "timestamp" FROM {_SYNC} WHERE "id" = $1 FOR UPDATE',
                             [row.id])
-            if now is None or _utc(now[0]) != row.timestamp:
+            if now is None or utc(now[0]) != row.timestamp:
                 raise DatabaseError(f"{layout.name} was synchronised by someone else meanwhile "
                                     f"in {self.info.where}: run syncdb again")
             self._create_stage(layout, incremental=True)
@@ -584,20 +513,13 @@ class PostgresSession(Session):
         name = f"{namespace}.{table}"
         with self._tx("dropping the table", name):
             self._run("SELECT pg_advisory_xact_lock(hashtext($1))", [f"dapframe:{name}"])
-            rows = self._sync_rows('"source_namespace" = $1 AND "source_table" = $2',
-                                   [namespace, table])
-            if not rows:
-                raise DatabaseError(f"{name} is not initialised in {self.info.where}: "
-                                    "nothing to drop (a table without a table_sync row is left "
-                                    "alone)")
-            target_schema = rows[0].target_schema or namespace
-            target_table = rows[0].target_table
+            row = self._drop_sync_row(namespace, table)  # a raise below rolls it back
+            target_schema = row.target_schema or namespace
+            target_table = row.target_table
             views = self._views_on(target_schema, target_table)
             if views:
                 raise DatabaseError(f"{name}: views depend on the table ({', '.join(views)}): "
                                     "drop them first")
-            self._run(f'DELETE FROM {_SYNC} WHERE "source_namespace" = $1 AND '
-                      '"source_table" = $2', [namespace, table])
             self._run(f"DROP TABLE IF EXISTS {qi(target_schema)}.{qi(target_table)}")
 
 
@@ -621,34 +543,6 @@ def _same_type(have: _Existing, col: DbColumn, namespace: str) -> bool:
     if have.enum is not None:
         return False
     return have.type == col.pg_type
-
-
-class _Tx:
-    """Run a block as one transaction: commit on success, roll back and translate on error."""
-
-    def __init__(self, session: PostgresSession, action: str, table: str | None) -> None:
-        self.session = session
-        self.action = action
-        self.table = table
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: object) -> None:
-        s = self.session
-        if exc is None:
-            try:
-                s.conn.commit()
-            except s._errors as err:
-                raise s._error(err, self.action, self.table) from None
-            return
-        try:
-            s.conn.rollback()
-        except Exception:
-            pass
-        if isinstance(exc, s._errors):
-            raise s._error(exc, self.action, self.table) from exc
 
 
 # ------------------------------------------------------------------------------------------
@@ -746,21 +640,14 @@ def pg_error(exc: BaseException, info: ConnectionInfo, action: str,
                              "the connection string")
     if "failed to connect" in low or "could not connect" in low or "connection refused" in low \
             or "could not translate host name" in low or "timeout expired" in low:
-        detail = _first_line(_PREFIX.sub("", text.strip()))
+        detail = first_line(_PREFIX.sub("", text.strip()))
         return DatabaseError(f"cannot reach PostgreSQL at {info.host or 'localhost'}:"
                              f"{info.port or 5432} ({detail}): check the host, the port and that "
                              "the server is running")
-    detail = _first_line(_PREFIX.sub("", text.strip()))
+    detail = first_line(_PREFIX.sub("", text.strip()))
     detail = re.sub(r"^ERROR:\s+", "", detail)
     state = getattr(exc, "sqlstate", None)
     prefix = f"{table}: " if table else ""
     return DatabaseError(f"{prefix}PostgreSQL failed while {action} in {info.where}: {detail}"
                          + (f" (SQLSTATE {state})" if state else ""))
 
-
-def _first_line(text: str) -> str:
-    for line in text.splitlines():
-        line = line.strip()
-        if line:
-            return line[:300]
-    return text[:300]
