@@ -452,6 +452,14 @@ def read_table(connection_string: str | None, table: str, *, namespace: str | No
     info = parse_connection_string(connection_string)
     if info.dialect == "duckdb":
         return _read_duckdb(info, ns, name, order_by_key)
+    if info.dialect == "mysql":
+        from dapframe.sync._mysql import read_mysql
+
+        return read_mysql(info, ns, name, order_by_key)
+    if info.dialect == "mssql":
+        from dapframe.sync._mssql import read_mssql
+
+        return read_mssql(info, ns, name, order_by_key)
     return _read_postgres(info, ns, name, order_by_key)
 
 

@@ -417,6 +417,14 @@ def dialect_for(info: ConnectionInfo) -> Dialect:
         from dapframe.sync._duckdb import DuckDBDialect
 
         return DuckDBDialect(info)
+    if info.dialect == "mysql":
+        from dapframe.sync._mysql import MySQLDialect
+
+        return MySQLDialect(info)
+    if info.dialect == "mssql":
+        from dapframe.sync._mssql import MSSQLDialect
+
+        return MSSQLDialect(info)
     from dapframe.sync._postgres import PostgresDialect
 
     return PostgresDialect(info)

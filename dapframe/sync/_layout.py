@@ -105,6 +105,14 @@ class DbColumn:
         Item type of an array column.
     description : str
         Column comment.
+    max_length : int or None
+        ``maxLength`` of a string column (None: unbounded, or the oversized-text form).
+    precision, scale : int or None
+        Of a decimal column.
+    item_kind : str or None
+        Kind of an array's items.
+
+    Other dialects (MySQL, SQL Server) derive their types from ``kind`` and these facts.
     """
 
     name: str
@@ -117,6 +125,10 @@ class DbColumn:
     item_pg: str | None = None
     item_duck: str | None = None
     description: str = ""
+    max_length: int | None = None
+    precision: int | None = None
+    scale: int | None = None
+    item_kind: str | None = None
 
     @property
     def is_array(self) -> bool:
@@ -234,7 +246,10 @@ def _db_column(namespace: str, table: str, col: ColumnSchema, prop: Mapping[str,
     if col.kind == "struct" and isinstance(prop, Mapping) and isinstance(prop.get("title"), str):
         comment = prop["title"]
     common: dict[str, Any] = {"name": col.name, "kind": col.kind, "nullable": col.nullable,
-                              "description": comment}
+                              "description": comment, "precision": col.precision,
+                              "scale": col.scale}
+    if col.kind == "string" and "oneOf" not in prop:  # the sentinel form is unbounded text
+        common["max_length"] = col.max_length
     if col.kind == "enum":
         return DbColumn(pg_type=qualified, duck_type=qualified, enum=col.enum,
                         enum_type=enum_type, **common)
@@ -243,12 +258,12 @@ def _db_column(namespace: str, table: str, col: ColumnSchema, prop: Mapping[str,
         if col.items == "enum":
             return DbColumn(pg_type=f"{qualified}[]", duck_type=f"{qualified}[]", enum=col.enum,
                             enum_type=enum_type, item_pg=qualified, item_duck=qualified,
-                            **common)
+                            item_kind="enum", **common)
         item_col = ColumnSchema(name=col.name, part=col.part, kind=col.items or "string",
                                 nullable=True, max_length=items.get("maxLength"))
         item_pg, item_duck = _scalar_types(item_col, items)
         return DbColumn(pg_type=f"{item_pg}[]", duck_type=f"{item_duck}[]", item_pg=item_pg,
-                        item_duck=item_duck, **common)
+                        item_duck=item_duck, item_kind=item_col.kind, **common)
     pg, duck = _scalar_types(col, prop)
     return DbColumn(pg_type=pg, duck_type=duck, **common)
 

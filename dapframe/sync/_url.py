@@ -1,10 +1,10 @@
 """Connection strings: parsed once, into a :class:`ConnectionInfo` every dialect reads.
 
 The official client's form is kept: ``postgresql://user:password@host:port/database[?ssl=MODE]``
-with percent-encoded parts, and DuckDB adds ``duckdb:///relative/path.duckdb`` or
-``duckdb:////absolute/path.duckdb``. Parsing uses SQLAlchemy's :func:`~sqlalchemy.engine.make_url`
-(the ``postgresql`` extra); a ``duckdb:`` string is also understood without SQLAlchemy so that the
-embedded default needs nothing beyond the ``frames`` extra.
+with percent-encoded parts (likewise ``mysql://`` and ``mssql://``), and DuckDB adds
+``duckdb:///relative/path.duckdb`` or ``duckdb:////absolute/path.duckdb``. Parsing uses
+SQLAlchemy's :func:`~sqlalchemy.engine.make_url` (the server dialects' extras); a ``duckdb:``
+string is also understood without SQLAlchemy, so the embedded default needs only ``frames``.
 """
 
 from __future__ import annotations
@@ -30,8 +30,21 @@ SSL_MODES: Final = ("disable", "allow", "prefer", "require", "verify-ca", "verif
 # libpq parameters passed through as they are (beside the official ``ssl``).
 _PG_PARAMS: Final = frozenset({"sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout",
                                "application_name", "options", "target_session_attrs"})
-_LATER: Final = {"mysql": "MySQL", "mariadb": "MySQL", "mssql": "SQL Server"}
-_EXAMPLES: Final = ("postgresql://user:password@host:5432/database or "
+#: Server dialects: scheme -> (dialect, default port, extra to install).
+_SERVERS: Final = {
+    "postgresql": ("postgresql", 5432, "postgresql"),
+    "postgres": ("postgresql", 5432, "postgresql"),
+    "mysql": ("mysql", 3306, "mysql"), "mariadb": ("mysql", 3306, "mysql"),
+    "mssql": ("mssql", 1433, "mssql"),
+}
+#: Default ports by dialect.
+DEFAULT_PORTS: Final = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+# Parameters MySQL and SQL Server take beside the official ``ssl``.
+_SERVER_PARAMS: Final = {"mysql": frozenset({"connect_timeout", "charset"}),
+                         "mssql": frozenset({"connect_timeout", "login_timeout", "tds_version"})}
+_EXAMPLES: Final = ("postgresql://user:password@host:5432/database, "
+                    "mysql://user:password@host:3306/database, "
+                    "mssql://user:password@host:1433/database or "
                     "duckdb:///path/to/file.duckdb")
 
 
@@ -42,13 +55,15 @@ class ConnectionInfo:
     Attributes
     ----------
     dialect : str
-        ``"postgresql"`` or ``"duckdb"``.
+        ``"postgresql"``, ``"mysql"``, ``"mssql"`` or ``"duckdb"``.
     host, port, username, database : str or int or None
-        Server address and login (PostgreSQL).
+        Server address and login (server dialects).
     password : Secret
         The password, hidden from every ``repr`` and message.
     params : dict
-        libpq parameters (``sslmode`` from the official ``?ssl=``, ``connect_timeout`` ...).
+        Driver parameters: for PostgreSQL libpq's (``sslmode`` from the official ``?ssl=``,
+        ``connect_timeout`` ...); for MySQL and SQL Server ``ssl`` (as given) and the few
+        listed in ``_SERVER_PARAMS``.
     path : Path or None
         The DuckDB file (``None`` for an in-memory DuckDB).
     """
@@ -74,14 +89,19 @@ class ConnectionInfo:
         if ":" in host:
             host = f"[{host}]"
         port = f":{self.port}" if self.port else ""
-        return f"postgresql://{auth}{host}{port}/{self.database or ''}"
+        return f"{self.dialect}://{auth}{host}{port}/{self.database or ''}"
 
     @property
     def where(self) -> str:
         """Short name of the database for one-line messages: ``host:port/db`` or the file."""
         if self.dialect == "duckdb":
             return str(self.path) if self.path is not None else ":memory:"
-        return f"{self.host or 'localhost'}:{self.port or 5432}/{self.database or ''}"
+        return f"{self.address}/{self.database or ''}"
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of a server, defaults filled in."""
+        return f"{self.host or 'localhost'}:{self.port or DEFAULT_PORTS.get(self.dialect, 0)}"
 
     def libpq_uri(self, *, password: bool = True) -> str:
         """A libpq URI (ADBC, connectorx), parts percent-encoded; ``sslmode`` for ``ssl``."""
@@ -112,13 +132,14 @@ def parse_connection_string(text: str | None) -> ConnectionInfo:
     Parameters
     ----------
     text : str or None
-        ``postgresql://...`` or ``duckdb:///file.duckdb``; ``None`` or empty: the embedded
+        ``postgresql://...``, ``mysql://...``, ``mssql://...`` or ``duckdb:///file.duckdb``;
+        ``None`` or empty: the embedded
         default, ``duckdb:///dapframe.duckdb`` in the working directory.
 
     Raises
     ------
     ConfigError
-        Malformed string, unknown or not yet supported dialect, bad ``?ssl=`` or parameter.
+        Malformed string, unknown dialect, bad ``?ssl=`` or parameter.
         The message never contains the password.
     """
     if text is None or not text.strip():
@@ -130,12 +151,12 @@ def parse_connection_string(text: str | None) -> ConnectionInfo:
     backend = scheme.partition("+")[0]
     if backend == "duckdb":
         return _parse_duckdb(text)
-    if backend in _LATER:
-        raise ConfigError(f"database dialect {backend!r} is not supported yet ({_LATER[backend]} "
-                          f"comes in a later release): use {_EXAMPLES}")
-    if backend not in ("postgresql", "postgres"):
+    if backend not in _SERVERS:
         raise ConfigError(f"database dialect {backend!r} is not supported: use {_EXAMPLES}")
-    return _parse_postgresql(text)
+    dialect, _, extra = _SERVERS[backend]
+    if dialect == "postgresql":
+        return _parse_postgresql(text)
+    return _parse_server(text, dialect, extra)
 
 
 def _redact(text: str) -> str:
@@ -151,12 +172,12 @@ def _redact(text: str) -> str:
     return f"{head}://{netloc}{slash}{tail}"[:200]
 
 
-def _make_url(text: str) -> object:
+def _make_url(text: str, extra: str = "postgresql") -> object:
     try:
         from sqlalchemy.engine import make_url
     except ImportError:  # pragma: no cover - depends on the installed extras
-        raise ImportError("PostgreSQL needs the postgresql extra: pip install "
-                          "'dapframe[postgresql]'") from None
+        raise ImportError(f"{extra} connection strings need the {extra} extra: pip install "
+                          f"'dapframe[{extra}]'") from None
     try:
         return make_url(text)
     except Exception:
@@ -221,3 +242,35 @@ def _parse_duckdb(text: str) -> ConnectionInfo:
         raise ConfigError(f"DuckDB path {str(path)!r} is a directory: name a file, e.g. "
                           f"duckdb:///{path / DEFAULT_DUCKDB_FILE}")
     return ConnectionInfo(dialect="duckdb", path=path.absolute())
+
+
+def _parse_server(text: str, dialect: str, extra: str) -> ConnectionInfo:
+    """``mysql://`` and ``mssql://``: address, login, database, and the official ``?ssl=``."""
+    url = _make_url(text, extra)
+    params: dict[str, str] = {}
+    for key, value in dict(url.query).items():  # type: ignore[attr-defined]
+        if not isinstance(value, str):
+            raise ConfigError(f"connection string parameter {key!r} is given more than once")
+        if key == "ssl":
+            if value not in SSL_MODES:
+                raise ConfigError(f"unsupported ssl mode {value!r} in the connection string: "
+                                  f"choose one of {', '.join(SSL_MODES)}")
+        elif key not in _SERVER_PARAMS[dialect]:
+            allowed = ", ".join(sorted({"ssl", *_SERVER_PARAMS[dialect]}))
+            raise ConfigError(f"unknown connection string parameter {key!r} for {dialect}: "
+                              f"use one of {allowed}")
+        params[key] = value
+    # Fail fast on a dead address rather than wait on the OS.
+    params.setdefault("connect_timeout", "10")
+    if not url.database:  # type: ignore[attr-defined]
+        raise ConfigError(f"the connection string names no database: use {dialect}://user:"
+                          f"password@host:{DEFAULT_PORTS[dialect]}/database")
+    return ConnectionInfo(
+        dialect=dialect,
+        host=url.host or None,  # type: ignore[attr-defined]
+        port=url.port,  # type: ignore[attr-defined]
+        username=url.username or None,  # type: ignore[attr-defined]
+        password=Secret(url.password or ""),  # type: ignore[attr-defined]
+        database=url.database,  # type: ignore[attr-defined]
+        params=params,
+    )
