@@ -1,4 +1,4 @@
-"""Real database servers for the tests: a throwaway PostgreSQL on 127.0.0.1.
+"""Real database servers for the tests: a throwaway PostgreSQL (and MariaDB) on 127.0.0.1.
 
 The session fixture :func:`pg_server` runs ``initdb`` into a temporary folder and starts the
 server on a free port with fsync off, then stops it and removes the folder. The binaries are
@@ -8,6 +8,10 @@ runs as the ``postgres`` OS user (or ``nobody``): PostgreSQL refuses to run as r
 
 Without any server binary the PostgreSQL tests are skipped, unless ``DAPFRAME_REQUIRE_SERVERS=1``
 (set in CI), which makes them fail instead.
+
+:func:`mysql_server` does the same with Debian's MariaDB (``mariadb-install-db`` into a temporary
+folder, ``mariadbd`` as the ``mysql`` user on a free port, utf8mb4, ``local_infile`` on); the
+``mysql_database`` fixture hands each test a fresh database on it.
 """
 
 from __future__ import annotations
@@ -230,3 +234,206 @@ def pg_database(pg_server: PgServer) -> Iterator[str]:
         pg_server.drop_database(name)
 
 
+
+
+# ------------------------------------------------------------------------------------------
+# MariaDB (Debian's mariadb-server; no MySQL 8 server installs here)
+
+#: The test user of MariaDB and its password (special characters, as for PostgreSQL).
+MYSQL_USER = "dap"
+MYSQL_PASSWORD = "my@s3cr:et/%pw"
+
+
+def find_mariadbd() -> tuple[Path, Path] | None:
+    """``(mariadbd, mariadb-install-db)`` when MariaDB's server is installed, else None.
+
+    ``DAPFRAME_MARIADBD`` overrides the server binary (its install-db is looked up beside it).
+    """
+    server = os.environ.get("DAPFRAME_MARIADBD") or shutil.which("mariadbd") \
+        or ("/usr/sbin/mariadbd" if Path("/usr/sbin/mariadbd").exists() else None)
+    install = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
+    if not server or not install:
+        return None
+    return Path(server), Path(install)
+
+
+@dataclass
+class MySQLServer:
+    """A running throwaway MariaDB (root without a password, user ``dap`` with one)."""
+
+    root: Path
+    port: int
+    version: str
+    process: subprocess.Popen[bytes]
+    host: str = "127.0.0.1"
+
+    def url(self, database: str, *, password: str | None = MYSQL_PASSWORD) -> str:
+        """A ``mysql://`` connection string for ``database`` (the password percent-encoded)."""
+        auth = MYSQL_USER + (f":{quote(password, safe='')}" if password is not None else "")
+        return f"mysql://{auth}@{self.host}:{self.port}/{database}"
+
+    def connect(self, database: str | None = None, *, user: str = "root",
+                password: str = "") -> Any:
+        """An autocommit pymysql connection (as root by default), utf8mb4, UTC."""
+        import pymysql
+
+        return pymysql.connect(host=self.host, port=self.port, user=user, password=password,
+                               database=database, autocommit=True, charset="utf8mb4",
+                               init_command="SET time_zone = '+00:00'", local_infile=True)
+
+    def create_database(self, charset: str = "utf8mb4",
+                        collation: str = "utf8mb4_unicode_ci") -> str:
+        """A fresh, empty database; returns its name."""
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        con = self.connect()
+        try:
+            with con.cursor() as cur:
+                cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET {charset} "
+                            f"COLLATE {collation}")
+        finally:
+            con.close()
+        return name
+
+    def drop_database(self, name: str) -> None:
+        """Drop a database made by :meth:`create_database` (killing its sessions first)."""
+        con = self.connect()
+        try:
+            with con.cursor() as cur:
+                cur.execute("SELECT id FROM information_schema.processlist WHERE db = %s "
+                            "AND id <> CONNECTION_ID()", [name])
+                for (pid,) in cur.fetchall():
+                    try:
+                        cur.execute(f"KILL {int(pid)}")
+                    except Exception:  # gone meanwhile
+                        pass
+                cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        finally:
+            con.close()
+
+    def query(self, database: str, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        """Run one statement in ``database`` (as root) and return its rows."""
+        con = self.connect(database)
+        try:
+            with con.cursor() as cur:
+                cur.execute(sql, params)
+                return list(cur.fetchall()) if cur.description else []
+        finally:
+            con.close()
+
+
+def start_mysql(server_bin: Path, install_db: Path) -> MySQLServer:
+    """install-db + start on a free loopback port; raises if it does not come up."""
+    root = Path(tempfile.mkdtemp(prefix="dapframe-mariadb-"))
+    try:
+        return _start_mysql(server_bin, install_db, root)
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+
+
+def _start_mysql(server_bin: Path, install_db: Path, root: Path) -> MySQLServer:
+    import time
+
+    user_args: list[str] = []
+    if os.geteuid() == 0:
+        # mariadbd refuses to run as root unless told; run it as the mysql user when there is one.
+        try:
+            info = pwd.getpwnam("mysql")
+            os.chown(root, info.pw_uid, info.pw_gid)
+            user_args = ["--user=mysql"]
+        except KeyError:
+            user_args = ["--user=root"]
+    root.chmod(0o755)
+    init = subprocess.run(
+        [str(install_db), "--no-defaults", *user_args, f"--datadir={root / 'data'}",
+         "--auth-root-authentication-method=normal", "--skip-test-db"],
+        capture_output=True, text=True, timeout=120)
+    if init.returncode != 0:
+        raise RuntimeError(f"mariadb-install-db failed: {(init.stderr or init.stdout)[-500:]}")
+    last = ""
+    for _ in range(5):  # a free port may be taken between the probe and the bind
+        port = _free_port()
+        proc = subprocess.Popen(
+            [str(server_bin), "--no-defaults", *user_args, f"--datadir={root / 'data'}",
+             f"--port={port}", "--bind-address=127.0.0.1", f"--socket={root / 'mysqld.sock'}",
+             f"--pid-file={root / 'mysqld.pid'}", f"--log-error={root / 'error.log'}",
+             "--local-infile=1", "--innodb-flush-log-at-trx-commit=2", "--skip-log-bin",
+             "--max-allowed-packet=256M", "--innodb-buffer-pool-size=512M",
+             "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci",
+             "--max-connections=300", "--skip-name-resolve"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                    if s.recv(1):  # the server's greeting
+                        break
+            except OSError:
+                time.sleep(0.1)
+        if proc.poll() is None and time.monotonic() < deadline:
+            break
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log = root / "error.log"
+        last = log.read_text(errors="replace")[-800:] if log.exists() else ""
+    else:
+        raise RuntimeError(f"mariadbd did not start: {last}")
+    server = MySQLServer(root=root, port=port, version="", process=proc)
+    try:
+        con = server.connect()
+        with con.cursor() as cur:
+            cur.execute("SELECT VERSION()")
+            server.version = str(cur.fetchone()[0])
+            password = MYSQL_PASSWORD.replace("\\", "\\\\").replace("'", "\\'")
+            cur.execute(f"CREATE USER '{MYSQL_USER}'@'%' IDENTIFIED BY '{password}'")
+            cur.execute(f"GRANT ALL ON *.* TO '{MYSQL_USER}'@'%'")
+        con.close()
+    except BaseException:
+        stop_mysql(server)
+        raise
+    return server
+
+
+def stop_mysql(server: MySQLServer) -> None:
+    """Stop the server (SIGTERM, then SIGKILL after 30 s) and remove its folder."""
+    if server.process.poll() is None:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+    shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mysql_server() -> Iterator[MySQLServer]:
+    """A MariaDB server for the whole run (skipped, or failed in CI, when none exists)."""
+    found = find_mariadbd()
+    if found is None:
+        message = ("no MariaDB server binary: install Debian's mariadb-server "
+                   "(scripts/test.sh does, as root)")
+        if require_servers():
+            pytest.fail(message + " (DAPFRAME_REQUIRE_SERVERS=1)")
+        pytest.skip(message)
+    try:
+        server = start_mysql(*found)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        if require_servers():
+            pytest.fail(f"MariaDB did not start: {exc}")
+        pytest.skip(f"MariaDB did not start: {exc}")
+    try:
+        yield server
+    finally:
+        stop_mysql(server)
+
+
+@pytest.fixture
+def mysql_database(mysql_server: MySQLServer) -> Iterator[str]:
+    """A fresh utf8mb4 database on the session's MariaDB; yields its connection string."""
+    name = mysql_server.create_database()
+    try:
+        yield mysql_server.url(name)
+    finally:
+        mysql_server.drop_database(name)

@@ -78,3 +78,14 @@ OFFICIAL_PG_REQUIREMENTS = ROOT / "tests" / "official" / "requirements-postgresq
 def official_dap_pg() -> Path:
     """The official ``dap`` with its postgresql extra (asyncpg), exact pins, own venv (cached)."""
     return _pinned_venv(OFFICIAL_PG_REQUIREMENTS, "dap-official-pg")
+
+# MariaDB (Debian's mariadb-server) and the official client with its mysql extra.
+from tests._servers import mysql_database, mysql_server  # noqa: E402, F401
+
+OFFICIAL_MYSQL_REQUIREMENTS = ROOT / "tests" / "official" / "requirements-mysql.txt"
+
+
+@pytest.fixture(scope="session")
+def official_dap_mysql() -> Path:
+    """The official ``dap`` with its mysql extra (aiomysql, PyMySQL), exact pins, own venv."""
+    return _pinned_venv(OFFICIAL_MYSQL_REQUIREMENTS, "dap-official-mysql")
