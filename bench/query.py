@@ -2,7 +2,9 @@
 
 Three ways, same emulator, same run; each in its own process so that peak RSS is its own:
 
-- ``dapframe``: ``dapframe.snapshot("canvas.submissions").to_polars()`` (typed from the schema);
+- ``dapframe``: ``dapframe.read_snapshot("canvas.submissions")`` (typed from the schema; each
+  part decoded while the others download);
+- ``dapframe-lazy``: ``dapframe.snapshot(...).to_polars()`` (download, then one native scan);
 - ``floor``: the least work possible: raw parallel download of the same parquet parts with
   plain httpx, then ``polars.read_parquet`` (untyped: JSON text and enums stay strings);
 - ``official``: ``dap snapshot --format parquet`` (the official client, its own venv) and
@@ -35,6 +37,12 @@ def child(kind: str, base_url: str, client_id: str, secret: str, workdir: str) -
     """Run one variant; print its seconds and row count as JSON."""
     t = time.perf_counter()
     if kind == "dapframe":
+        import dapframe
+        from dapframe.api import DapClient
+
+        with DapClient(base_url=base_url, client_id=client_id, client_secret=secret) as c:
+            df = dapframe.read_snapshot("canvas.submissions", client=c, directory=workdir)
+    elif kind == "dapframe-lazy":
         import dapframe
         from dapframe.api import DapClient
 
@@ -150,8 +158,8 @@ def main() -> None:
           f"network: {args.latency * 1000:g} ms per API call, "
           + (f"{args.object_bandwidth / 1e6:g} MB/s per download stream"
              if args.object_bandwidth > 0 else "unlimited download streams"))
-    transfer: dict[str, list[tuple[float, int, float]]] = {"floor": [], "dapframe": [],
-                                                           "official": []}
+    transfer: dict[str, list[tuple[float, int, float]]] = {
+        "floor": [], "dapframe": [], "dapframe-lazy": [], "official": []}
     e2e: dict[str, list[tuple[float, int, float]]] = {"dapframe": [], "official": []}
     try:
         for _ in range(args.repeat):
@@ -174,7 +182,8 @@ def main() -> None:
           f"best of {args.repeat}; peak RSS per process\n")
     print(f"{'path':<48}{'best s':>8}{'peak RSS':>11}{'vs floor':>10}")
     labels = {"floor": "floor: httpx download + pl.read_parquet",
-              "dapframe": "dapframe.snapshot(...).to_polars()",
+              "dapframe": "dapframe.read_snapshot(...)",
+              "dapframe-lazy": "dapframe.snapshot(...).to_polars()",
               "official": "dap snapshot --format parquet + read_parquet"}
     best: dict[str, float] = {}
     for title, table in (("transfer only (job already complete)", transfer),
@@ -186,7 +195,7 @@ def main() -> None:
             print(f"{labels[k]:<48}{b:>8.2f}{max(r[2] for r in runs):>8.0f} MB{b / floor:>9.2f}x")
     print(f"\ndapframe / floor (transfer) = {best['tra-dapframe'] / floor:.2f}  (target <= 1.3)")
     print(f"official / dapframe (transfer) = "
-          f"{best['tra-official'] / best['tra-dapframe']:.2f}")
+          f"{best['tra-official'] / best['tra-dapframe']:.2f}  (target >= 2)")
     print(f"official / dapframe (end to end) = "
           f"{best['end-official'] / best['end-dapframe']:.2f}  (target >= 2)")
 

@@ -8,7 +8,7 @@ import logging
 import os
 import time
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -74,6 +74,12 @@ _T = TypeVar("_T")
 _DROPPED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.ReadTimeout, zlib.error)
 #: Received bytes between two progress events of one object.
 PROGRESS_STEP = 64 * 1024
+#: Objects at least this large are fetched as several byte ranges at once (when the server
+#: says ``Accept-Ranges: bytes``, as S3 does): object storage paces each connection.
+RANGED_MIN_BYTES = 8 * 1024 * 1024
+#: Aimed-for size of one range, and the most ranges one object is cut into.
+RANGE_BYTES = 4 * 1024 * 1024
+MAX_RANGES = 8
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -195,6 +201,10 @@ class AsyncDapClient:
         Retry attempts and waits (default :class:`RetryPolicy`).
     max_concurrency : int
         Most objects downloaded at the same time.
+    range_streams : int
+        Extra streams that fetch byte ranges of large objects (8 MiB and up) beside their
+        main stream, shared by all objects, as the AWS CLI and s5cmd do against S3, whose
+        connections are paced one by one. 0 fetches every object over one stream.
     timeout : float or httpx.Timeout
         Per-request timeouts.
     url_batch_size : int
@@ -230,6 +240,7 @@ class AsyncDapClient:
         transport: httpx.AsyncBaseTransport | None = None,
         retry: RetryPolicy | None = None,
         max_concurrency: int = 16,
+        range_streams: int = 16,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         url_batch_size: int = 100,
         download_attempts: int = 3,
@@ -254,15 +265,19 @@ class AsyncDapClient:
             raise UsageError(
                 "max_concurrency, url_batch_size and download_attempts must be at least 1"
             )
+        if range_streams < 0:
+            raise UsageError("range_streams must be 0 (off) or more")
         self._config = config
         self._max_concurrency = max_concurrency
+        self._range_streams = range_streams
         self._url_batch_size = url_batch_size
         self._download_attempts = download_attempts
         self._rate_limits = rate_limits
         self._limiter = RateLimiter(rate_limits) if rate_limits is not None else None
         self._auth = DapAuth(config.base_url, config.client_id, config.client_secret)
         if transport is None:
-            pool = max_concurrency + 4  # downloads plus a few JSON calls alongside
+            # Downloads, their range streams, and a few JSON calls alongside.
+            pool = max_concurrency + range_streams + 4
             transport = httpx.AsyncHTTPTransport(
                 verify=config.verify,
                 limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
@@ -282,6 +297,7 @@ class AsyncDapClient:
         )
         self._semaphore: asyncio.Semaphore | None = None
         self._semaphore_loop: asyncio.AbstractEventLoop | None = None
+        self._range_semaphore: asyncio.Semaphore | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -606,13 +622,16 @@ class AsyncDapClient:
     async def fetch(self, spec: QuerySpec, *, directory: str | os.PathLike[str] | None = None,
                     naming: str = "plain", deadline: float | None = None,
                     progress: ProgressCallback | None = None,
-                    decompress: bool = False) -> QueryResult:
-        """Run a query spec to completion and return its :class:`~dapframe.QueryResult`."""
+                    decompress: bool = False, eager: bool = False) -> QueryResult:
+        """Run a query spec to completion and return its :class:`~dapframe.QueryResult`.
+
+        ``eager`` decodes parquet parts as they land, for the result's ``to_polars()``.
+        """
         # The result hub sits above the client; imported here so the client needs none of it.
         from dapframe.result import afetch
 
         return await afetch(self, spec, directory=directory, naming=naming, deadline=deadline,
-                            progress=progress, decompress=decompress)
+                            progress=progress, decompress=decompress, eager=eager)
 
     async def snapshot(self, table: str, *, namespace: str | None = None,
                        format: str = "parquet", **kwargs: Any) -> QueryResult:
@@ -718,10 +737,56 @@ class AsyncDapClient:
             job_id=job.id, error_type=etype, uuid=err.uuid if err else None,
         )
 
+    async def _fetch_ranged(self, response: httpx.Response, object_id: str, url: str,
+                            part: Path, total: int, received: _Received) -> None:
+        """Fetch a large object as byte ranges at once; ``response`` carries the first one.
+
+        The file is sized up front and each range written at its offset; a range that breaks
+        or is refused makes the whole object start over, as a broken single stream does.
+        """
+        n = min(MAX_RANGES, max(2, -(-total // RANGE_BYTES)))
+        bounds = [total * i // n for i in range(n + 1)]
+        with open(part, "wb") as fh:
+            fh.truncate(total)
+        try:
+            async with asyncio.TaskGroup() as group:
+                for i in range(1, n):
+                    group.create_task(self._fetch_range(object_id, url, part, bounds[i],
+                                                        bounds[i + 1], received))
+                await _write_span(response.aiter_raw(), part, 0, bounds[1], received)
+        except ExceptionGroup as errors:
+            raise errors.exceptions[0] from None
+
+    async def _fetch_range(self, object_id: str, url: str, part: Path, first: int, end: int,
+                           received: _Received) -> None:
+        assert self._range_semaphore is not None
+        async with self._range_semaphore:
+            try:
+                headers = {"Range": f"bytes={first}-{end - 1}"}
+                async with self._http.stream("GET", url, auth=None, headers=headers) as r:
+                    if r.status_code == 403:
+                        raise _RetryObject("URL refused with HTTP 403 (expired pre-signed URL?)")
+                    if r.status_code != 206 or not r.headers.get(
+                            "content-range", "").startswith(f"bytes {first}-{end - 1}/"):
+                        raise _RetryObject(f"range {first}-{end - 1} answered with HTTP "
+                                           f"{r.status_code}, not the range")
+                    await _write_span(r.aiter_raw(), part, first, end, received)
+            except _DROPPED as exc:
+                raise _RetryObject(f"connection dropped mid-range ({type(exc).__name__}: "
+                                   f"{one_line(exc, 120)})") from exc
+            except httpx.TransportError as exc:
+                err = transport_error(exc, where=safe_url(url), hint="check your network",
+                                      service="the object storage")
+                raise DownloadError(f"object {object_id} could not be downloaded: {err}",
+                                    object_id=object_id) from exc
+            except OSError as exc:
+                raise _write_error(object_id, part, exc) from exc
+
     def _get_semaphore(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
         if self._semaphore is None or self._semaphore_loop is not loop:
             self._semaphore = asyncio.Semaphore(self._max_concurrency)
+            self._range_semaphore = asyncio.Semaphore(max(1, self._range_streams))
             self._semaphore_loop = loop
         return self._semaphore
 
@@ -758,7 +823,11 @@ class AsyncDapClient:
                         )
                         url = (await self.object_urls([object_id]))[object_id]
                         continue
-                    os.replace(part, final)  # atomic: the final name only ever sees whole files
+                    try:
+                        # atomic: the final name only ever sees whole files
+                        os.replace(part, final)
+                    except OSError as exc:
+                        raise _write_error(object_id, final, exc) from exc
                     logger.debug("object %s saved as %s", object_id, final)
                     if tracker is not None:
                         tracker.finished(object_id, final.name, done, total)
@@ -802,6 +871,15 @@ class AsyncDapClient:
                 )
                 declared = response.headers.get("content-length")
                 total = int(declared) if declared is not None and declared.isdigit() else None
+                if (total is not None and total >= RANGED_MIN_BYTES and gunzip is None
+                        and check is None and self._range_streams > 0 and status == 200
+                        and response.headers.get("accept-ranges", "").lower() == "bytes"):
+                    await self._fetch_ranged(response, object_id, url, part, total,
+                                             _Received(object_id, name, total, tracker))
+                    if part.name.endswith(".parquet.part") and not _parquet_whole(part):
+                        raise _RetryObject(f"Parquet file without its footer after {total} "
+                                           "bytes")
+                    return total, total
                 received = 0
                 reported = 0
                 with open(part, "wb") as fh:
@@ -821,6 +899,9 @@ class AsyncDapClient:
                 for inflater in (gunzip, check):
                     if inflater is not None and not inflater.complete:
                         raise _RetryObject(f"gzip data ended early after {received} bytes")
+                if part.name.endswith(".parquet.part") and not _parquet_whole(part):
+                    # A cut-short Parquet file lacks its footer: cheap to see, worth a refetch.
+                    raise _RetryObject(f"Parquet file without its footer after {received} bytes")
                 return received, total
         except _DROPPED as exc:
             raise _RetryObject(
@@ -832,6 +913,65 @@ class AsyncDapClient:
             raise DownloadError(
                 f"object {object_id} could not be downloaded: {err}", object_id=object_id
             ) from exc
+        except OSError as exc:
+            # The local side failed (disk full, no permission): one typed line, not errno soup.
+            raise _write_error(object_id, part, exc) from exc
+
+
+class _Received:
+    """Bytes of one object received over all its streams, reported every PROGRESS_STEP."""
+
+    def __init__(self, object_id: str, name: str, total: int,
+                 tracker: _Progress | None) -> None:
+        self.object_id, self.name, self.total, self.tracker = object_id, name, total, tracker
+        self.done = 0
+        self._reported = 0
+
+    def add(self, n: int) -> None:
+        # Every stream runs on the event loop's thread: no lock needed.
+        self.done += n
+        if self.tracker is not None and self.done - self._reported >= PROGRESS_STEP:
+            self._reported = self.done
+            self.tracker.bytes(self.object_id, self.name, self.done, self.total)
+
+
+async def _write_span(chunks: AsyncIterator[bytes], part: Path, first: int, end: int,
+                      received: _Received) -> None:
+    """Write the bytes of ``[first, end)`` from ``chunks`` at their place in ``part``."""
+    want = end - first
+    got = 0
+    with open(part, "r+b") as fh:
+        fh.seek(first)
+        async for chunk in chunks:
+            take = chunk[: want - got]
+            fh.write(take)
+            got += len(take)
+            received.add(len(take))
+            if got >= want:
+                break  # the main stream carries the whole object: stop at the first range
+    if got != want:
+        raise _RetryObject(f"range {first}-{end - 1} ended after {got} of {want} bytes")
+
+
+def _parquet_whole(path: Path) -> bool:
+    """Whether a Parquet file starts and ends with its magic bytes (so the footer is there)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+        if fh.seek(0, os.SEEK_END) < 12:
+            return False
+        fh.seek(-4, os.SEEK_END)
+        return head == b"PAR1" and fh.read(4) == b"PAR1"
+
+
+def _write_error(object_id: str, path: Path, exc: OSError) -> DownloadError:
+    """A local write failure as one line naming the folder, the cause and the fix."""
+    cause = exc.strerror or type(exc).__name__
+    return DownloadError(
+        f"object {object_id} could not be written to {path.parent} ({cause}): free some "
+        "space there or download into another folder (directory=, --output-directory; sync: "
+        "TMPDIR)",
+        object_id=object_id,
+    )
 
 
 def _part_path(final: Path) -> Path:

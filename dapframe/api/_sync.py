@@ -91,8 +91,8 @@ class DapClient:
 
     Parameters
     ----------
-    config, base_url, client_id, client_secret, transport, retry, max_concurrency, timeout,
-    url_batch_size, download_attempts, rate_limits
+    config, base_url, client_id, client_secret, transport, retry, max_concurrency,
+    range_streams, timeout, url_batch_size, download_attempts, rate_limits
         As for :class:`AsyncDapClient`.
 
     Notes
@@ -118,6 +118,7 @@ class DapClient:
         transport: httpx.AsyncBaseTransport | None = None,
         retry: RetryPolicy | None = None,
         max_concurrency: int = 16,
+        range_streams: int = 16,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         url_batch_size: int = 100,
         download_attempts: int = 3,
@@ -132,6 +133,7 @@ class DapClient:
             transport=transport,
             retry=retry,
             max_concurrency=max_concurrency,
+            range_streams=range_streams,
             timeout=timeout,
             url_batch_size=url_batch_size,
             download_attempts=download_attempts,

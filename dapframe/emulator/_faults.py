@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 ENDPOINTS: tuple[str, ...] = ("login", "tables", "schema", "query", "job", "object_url", "object")
+#: Ways :meth:`Faults.corrupt_objects` damages an object.
+CORRUPT_MODES: tuple[str, ...] = ("truncate", "garble")
 
 #: Reference section 8.3 (2024 numbers): calls per minute per endpoint.
 DEFAULT_RATE_LIMITS: dict[str, int] = {
@@ -71,6 +73,7 @@ class Faults:
             self._fail_jobs = 0
             self._drops: deque[int] = deque()
             self._expired_urls = 0
+            self._corrupt: deque[str] = deque()
             self._calls: dict[str, deque[float]] = {e: deque() for e in ENDPOINTS}
             self.revoked_before: float = 0.0
             self.rate_limited_answers = 0  # 429s answered for a rate limit (not bursts)
@@ -110,6 +113,20 @@ class Faults:
         with self._lock:
             self._expired_urls += count
 
+    def corrupt_objects(self, *, count: int = 1, mode: str = "truncate") -> None:
+        """The next ``count`` object downloads serve damaged bytes with a matching length.
+
+        ``mode`` ``"truncate"`` serves the first half of the object (its ``Content-Length``
+        says so, so the transfer itself looks whole); ``"garble"`` serves the whole length with
+        bytes in the middle overwritten. Either way the gzip (or Parquet) data inside is broken,
+        as from a faulty storage node or proxy: only decoding can tell.
+        """
+        if mode not in CORRUPT_MODES:
+            raise ValueError(f"unknown corruption mode {mode!r}; choose from "
+                             f"{', '.join(CORRUPT_MODES)}")
+        with self._lock:
+            self._corrupt.extend([mode] * count)
+
     def revoke_tokens(self) -> None:
         """Every token issued so far is refused from now on (401), as if it had expired."""
         with self._lock:
@@ -141,11 +158,12 @@ class Faults:
         ``token_ttl``, ``rate_limits`` (bool or ``{endpoint: calls per minute}``),
         ``revoke_tokens`` (bool), ``latency`` (seconds), ``object_bandwidth`` (bytes/s or null),
         ``schema_patches`` and ``data_patches`` (``{"<ns>.<table>": {column: property or
-        value}}``, see :meth:`patch_schema` and :meth:`patch_data`).
+        value}}``, see :meth:`patch_schema` and :meth:`patch_data`), ``corrupt_objects``
+        (``{count, mode}``, mode ``truncate`` or ``garble``).
         """
         known = {"bursts", "fail_jobs", "job_seconds", "drop_downloads", "expire_urls",
                  "token_ttl", "rate_limits", "revoke_tokens", "latency", "object_bandwidth",
-                 "schema_patches", "data_patches"}
+                 "schema_patches", "data_patches", "corrupt_objects"}
         unknown = set(doc) - known
         if unknown:
             raise ValueError(f"unknown fault keys {sorted(unknown)}; known: {sorted(known)}")
@@ -162,6 +180,9 @@ class Faults:
                                 after_bytes=int(d.get("after_bytes", 1000)))
         if "expire_urls" in doc:
             self.expire_urls(count=int(doc["expire_urls"]))
+        if "corrupt_objects" in doc:
+            c = doc["corrupt_objects"]
+            self.corrupt_objects(count=int(c.get("count", 1)), mode=str(c.get("mode", "truncate")))
         if "token_ttl" in doc:
             self.token_ttl = int(doc["token_ttl"])
         if "rate_limits" in doc:
@@ -215,6 +236,10 @@ class Faults:
                 return True
             return False
 
+    def take_corruption(self) -> str | None:
+        with self._lock:
+            return self._corrupt.popleft() if self._corrupt else None
+
     def rate_limited(self, endpoint: str) -> float | None:
         """Record a call; return seconds to wait if it exceeds the endpoint's limit."""
         now = time.monotonic()
@@ -242,5 +267,6 @@ class Faults:
                 "fail_jobs": self._fail_jobs,
                 "drop_downloads": len(self._drops),
                 "expire_urls": self._expired_urls,
+                "corrupt_objects": len(self._corrupt),
                 "rate_limited_answers": self.rate_limited_answers,
             }

@@ -589,9 +589,31 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
             return
+        corruption = state.faults.take_corruption()
+        if corruption is not None:
+            blob = _corrupt(blob, corruption)
+        size = len(blob)
+        span = _byte_range(self.headers.get("Range"), size)
+        if span == "unsatisfiable":
+            data = b"<Error><Code>InvalidRange</Code></Error>"
+            self.send_response(416)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Range", f"bytes */{size}")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         drop = state.faults.take_drop()
         # No Content-Encoding: the bytes are a gzip *file* the client stores as is (ref 3.6).
-        self.send_response(200)
+        # Like S3, one byte range is served as 206 with Content-Range.
+        if isinstance(span, tuple):
+            first, last = span
+            blob = blob[first: last + 1]
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
+        else:
+            self.send_response(200)
+        self.send_header("Accept-Ranges", "bytes")
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(blob)))
         self.end_headers()
@@ -653,6 +675,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, doc)
 
 
+def _corrupt(blob: bytes, mode: str) -> bytes:
+    """Damaged object bytes for :meth:`Faults.corrupt_objects` (length consistent)."""
+    if mode == "truncate":
+        return blob[: max(1, len(blob) // 2)]
+    # Garble: overwrite a run in the middle, past any header, so the data inside breaks.
+    middle, run = len(blob) // 2, max(1, min(64, len(blob) // 4))
+    return blob[:middle] + bytes(b ^ 0x5A for b in blob[middle:middle + run]) + \
+        blob[middle + run:]
+
+
 def _retry_after(spec: str) -> str:
     if spec == "date":
         # HTTP-date has whole seconds: two seconds ahead so the wait stays positive.
@@ -669,8 +701,40 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.state = state
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client hanging up mid-request is routine here (dropped downloads, killed runs):
+        # socketserver would print a traceback to stderr; log it instead.
+        log.debug("connection from %s ended with an error", client_address, exc_info=True)
+
 
 def make_server(state: EmulatorState, host: str = "127.0.0.1", port: int = 0) -> _Server:
     """Bind the emulator's HTTP server (``port=0`` picks a free port)."""
     return _Server((host, port), state)
 
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | str | None:
+    """One ``bytes=first-last`` range (or ``first-`` or ``-suffix``) as S3 reads it.
+
+    Returns (first, last) inclusive, ``None`` for the whole object (no header, or one this
+    server ignores, as S3 ignores several ranges), or ``"unsatisfiable"`` (416).
+    """
+    if not header:
+        return None
+    unit, _, spec = header.strip().partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first_text, dash, last_text = (part.strip() for part in spec.partition("-"))
+    if (not dash or (first_text and not first_text.isdigit())
+            or (last_text and not last_text.isdigit()) or not (first_text or last_text)):
+        return None
+    if not first_text:  # the last N bytes
+        n = int(last_text)
+        return (max(0, size - n), size - 1) if n > 0 and size > 0 else "unsatisfiable"
+    first = int(first_text)
+    last = int(last_text) if last_text else size - 1
+    if first >= size:
+        return "unsatisfiable"
+    if last < first:
+        return None
+    return first, min(last, size - 1)

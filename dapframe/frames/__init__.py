@@ -9,7 +9,7 @@ the matching Polars dtypes and DuckDB types. :func:`scan`, :func:`to_duckdb` and
 from __future__ import annotations
 
 from dapframe.frames._duckdb import to_duckdb
-from dapframe.frames._polars import apply_changes, scan
+from dapframe.frames._polars import apply_changes, read_parquet_part, scan
 from dapframe.frames._read import FORMATS, duckdb_types, polars_schema, read_batches
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "duckdb_types",
     "polars_schema",
     "read_batches",
+    "read_parquet_part",
     "scan",
     "to_duckdb",
 ]

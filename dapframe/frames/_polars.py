@@ -12,8 +12,9 @@ if TYPE_CHECKING:
     import polars as pl
 
     from dapframe.result import QueryResult
+    from dapframe.schema import TableSchema
 
-__all__ = ["apply_changes", "import_polars", "scan"]
+__all__ = ["apply_changes", "import_polars", "read_parquet_part", "scan"]
 
 
 def import_polars() -> Any:
@@ -39,7 +40,8 @@ def scan(result: QueryResult, *, naming: str = "plain") -> pl.LazyFrame:
     pl = import_polars()
     target = polars_schema(result.schema, incremental=result.incremental, naming=naming)
     if _parquet_parts(result) and result.files:
-        return _scan_parquet(result, target, naming)
+        return _scan_parquet(result.files, result.schema, target,
+                             incremental=result.incremental, naming=naming)
 
     def source(with_columns: list[str] | None, predicate: Any, n_rows: int | None,
                batch_size: int | None) -> Iterator[Any]:
@@ -62,15 +64,22 @@ def scan(result: QueryResult, *, naming: str = "plain") -> pl.LazyFrame:
         source, schema=target, explain_name="dapframe", explain_detail=result.spec.name)
 
 
-def _scan_parquet(result: QueryResult, target: dict[str, Any], naming: str) -> pl.LazyFrame:
+def read_parquet_part(path: Path, schema: TableSchema, *, incremental: bool,
+                      naming: str = "plain") -> pl.DataFrame:
+    """Read one parquet part eagerly, with the same dtypes as :func:`scan` gives."""
+    target = polars_schema(schema, incremental=incremental, naming=naming)
+    return _scan_parquet([path], schema, target, incremental=incremental, naming=naming).collect()
+
+
+def _scan_parquet(files: list[Path], schema: TableSchema, target: dict[str, Any], *,
+                  incremental: bool, naming: str) -> pl.LazyFrame:
     pl = import_polars()
-    schema = result.schema
     # What the parts hold: flat dotted labels; JSON objects/arrays and enums as text.
     source: dict[str, Any] = {"meta.ts": target["meta.ts"]}
-    if result.incremental:
+    if incremental:
         source["meta.action"] = pl.String
     exprs = [pl.col("meta.ts")]
-    if result.incremental:
+    if incremental:
         exprs.append(pl.col("meta.action").cast(target["meta.action"]))
     for col in schema.columns:
         out = col.name if naming == "plain" else col.label
@@ -84,7 +93,7 @@ def _scan_parquet(result: QueryResult, target: dict[str, Any], naming: str) -> p
         else:
             source[col.label] = dtype
             exprs.append(pl.col(col.label).alias(out))
-    lf = pl.scan_parquet([str(Path(p)) for p in result.files], schema=source,
+    lf = pl.scan_parquet([str(Path(p)) for p in files], schema=source,
                          missing_columns="insert", extra_columns="ignore")
     return lf.select(exprs)
 
