@@ -351,7 +351,7 @@ def dedupe_sql(layout: TableLayout, *, incremental: bool) -> str:
 def insert_sql(layout: TableLayout, build: str) -> str:
     """``INSERT ... SELECT`` of the staged snapshot into a new table, in key order."""
     names = ", ".join(qb(c.name) for c in layout.columns)
-    return (f"INSERT INTO {_name(layout.namespace, build)} WITH (TABLOCK) ({names}) "
+    return (f"INSERT INTO {_name(layout.namespace, build)} ({names}) "
             f"SELECT {names} FROM {STAGE} ORDER BY {qb(layout.key.name)}")
 
 
@@ -541,12 +541,12 @@ def mssql_error(exc: BaseException, info: ConnectionInfo, action: str,
         detail = detail.replace(secret, "***")
     low = detail.lower()
     where = info.display
-    if number == 18456 or "login failed" in low:
-        return DatabaseError(f"SQL Server refused the user name or password for {where}: check "
-                             "the connection string (percent-encode special characters)")
     if number == 4060 or "cannot open database" in low:
         return DatabaseError(f"database {info.database!r} does not exist on {info.address} or the "
                              "user may not open it: create it or fix the connection string")
+    if number == 18456 or "login failed" in low:
+        return DatabaseError(f"SQL Server refused the user name or password for {where}: check "
+                             "the connection string (percent-encode special characters)")
     if number in (20002, 20003, 20009) or "unable to connect" in low \
             or "connection refused" in low or "unknown host" in low \
             or "adaptive server connection" in low:
