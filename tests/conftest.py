@@ -89,3 +89,37 @@ OFFICIAL_MYSQL_REQUIREMENTS = ROOT / "tests" / "official" / "requirements-mysql.
 def official_dap_mysql() -> Path:
     """The official ``dap`` with its mysql extra (aiomysql, PyMySQL), exact pins, own venv."""
     return _pinned_venv(OFFICIAL_MYSQL_REQUIREMENTS, "dap-official-mysql")
+
+
+# SQL Server: no server can be installed here (no Docker engine, no package), so the live suite
+# runs only against a server the developer names; otherwise it is skipped, and
+# DAPFRAME_REQUIRE_SERVERS=1 (CI) deliberately does NOT turn this skip into a failure.
+MSSQL_SKIP = ("set DAPFRAME_MSSQL_URL=mssql://user:pw@host:1433/master to run the live SQL "
+              "Server suite")
+
+
+@pytest.fixture
+def mssql_database() -> Iterator[str]:
+    """A fresh database (UTF-8 collation) per test on ``DAPFRAME_MSSQL_URL``; its string."""
+    import uuid
+
+    url = os.environ.get("DAPFRAME_MSSQL_URL", "").strip()
+    if not url:
+        pytest.skip(MSSQL_SKIP)
+    import pymssql
+    from sqlalchemy.engine import make_url
+
+    from dapframe.sync import parse_connection_string
+    from dapframe.sync._mssql import connect_kwargs
+
+    kwargs = connect_kwargs(parse_connection_string(url))
+    kwargs["autocommit"] = True  # CREATE/DROP DATABASE cannot run inside a transaction
+    name = f"dapframe_test_{uuid.uuid4().hex[:12]}"
+    with pymssql.connect(**kwargs) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE [{name}] COLLATE Latin1_General_100_CI_AS_SC_UTF8")
+    try:
+        yield make_url(url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with pymssql.connect(**kwargs) as conn, conn.cursor() as cur:
+            cur.execute(f"IF DB_ID(N'{name}') IS NOT NULL BEGIN ALTER DATABASE [{name}] SET "
+                        f"SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE [{name}] END")

@@ -16,7 +16,8 @@ from dapframe.emulator._data import Dataset
 from tests.conftest import CLIENT_ID, CLIENT_SECRET
 
 #: Every dialect the shared sync suite runs on (MySQL and SQL Server join in the next issue).
-DIALECTS = ["duckdb", "postgresql"]
+#: SQL Server runs only when DAPFRAME_MSSQL_URL names a server (see ``mssql_database``).
+DIALECTS = ["duckdb", "postgresql", "mssql"]
 #: Every emulator table, as (namespace, table).
 TABLES = [("canvas", t) for t in Dataset(scale=0.01).tables("canvas")] + [
     ("canvas_logs", "web_logs")]
@@ -27,6 +28,8 @@ def sync_target(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
     """A connection string to an empty replica database, once per dialect."""
     if request.param == "duckdb":
         yield f"duckdb:///{tmp_path}/replica.duckdb"
+    elif request.param == "mssql":
+        yield request.getfixturevalue("mssql_database")
     else:
         yield request.getfixturevalue("pg_database")
 
