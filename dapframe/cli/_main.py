@@ -37,6 +37,31 @@ class _Globals:
     non_interactive: bool
 
 
+class _Group(click.Group):
+    """The command group: click's usage errors as one ``error:`` line too (exit 2).
+
+    click prints a usage banner, a hint and the error on four lines; dapframe's promise is
+    one line that names the problem and where to look for the fix.
+    """
+
+    def main(self, args: Any = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else (prog_name or "dapframe")
+            message = exc.format_message().rstrip(".")
+            _fail(f"{message} (see '{where} --help')", exc.exit_code)
+        except click.Abort:
+            _fail("cancelled", 125)
+        except click.ClickException as exc:
+            _fail(exc.format_message(), exc.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 def _fail(message: str, code: int) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
@@ -80,16 +105,35 @@ def parse_cli_timestamp(value: str, option: str) -> datetime:
     return dt
 
 
-def _resolve_tables(client: Any, namespace: str, table: str) -> list[str]:
+def check_namespace(namespace: str) -> str:
+    """Refuse a namespace that could leave a URL path, a folder or an SQL identifier."""
+    from dapframe.result import parse_table_name
+
+    return parse_table_name(f"{namespace}.x")[0]
+
+
+def table_names(namespace: str, table: str) -> list[str]:
+    """``--table`` as a list of checked names (``["all"]`` stays as it is)."""
+    from dapframe.result import parse_table_name
+
+    check_namespace(namespace)
     names = [t.strip() for t in table.split(",") if t.strip()]
     if not names:
         raise UsageError("--table is empty: give a table name, a comma list, or 'all'")
+    if names == ["all"]:
+        return names
+    return [parse_table_name(n, namespace)[1] for n in names]
+
+
+def _resolve_tables(client: Any, namespace: str, table: str) -> list[str]:
+    names = table_names(namespace, table)
     if names == ["all"]:
         return list(client.list_tables(namespace))
     return names
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=_Group,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="dapframe", prog_name="dapframe")
 @click.option("--base-url", envvar="DAP_API_URL", default=None, metavar="URL",
               help="DAP API host [env DAP_API_URL; default https://api-gateway.instructure.com].")
@@ -120,8 +164,19 @@ def cli(ctx: click.Context, base_url: str | None, client_id: str | None,
     from dapframe.cli._logging import setup_logging
 
     secret = client_secret or os.environ.get("DAP_CLIENT_SECRET") or ""
-    setup_logging(level=loglevel, logfile=logfile, logformat=logformat,
-                  to_console=not no_log_to_console, secrets=[secret])
+    # Interactive use shows progress, not INFO lines (dap logs them only to --logfile): the
+    # console gets warnings, unless --non-interactive or an explicit --loglevel asks for more.
+    chosen = ctx.get_parameter_source("loglevel") not in (None,
+                                                          click.core.ParameterSource.DEFAULT)
+    console_level = loglevel if (non_interactive or chosen) else "warning"
+    try:
+        setup_logging(level=loglevel, logfile=logfile, logformat=logformat,
+                      to_console=not no_log_to_console, secrets=[secret],
+                      console_level=console_level)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot open {logfile!r}: {exc.strerror}; choose a file in "
+                                 "an existing, writable folder", param_hint="'--logfile'"
+                                 ) from None
     ctx.obj = _Globals(base_url=base_url, client_id=client_id, client_secret=client_secret,
                        non_interactive=non_interactive)
 
@@ -142,6 +197,8 @@ def list_cmd(g: _Globals, namespace: str) -> None:
     """List the tables of a namespace, one per line."""
     from dapframe.api import DapClient
 
+    with _errors():
+        check_namespace(namespace)
     with _errors(), DapClient(_config(g)) as client:
         for name in client.list_tables(namespace):
             click.echo(name)
@@ -157,9 +214,11 @@ def schema_cmd(g: _Globals, namespace: str, table: str, output_directory: str) -
     """Save table schemas as <table>_schema_version_<N>.json (as dap does)."""
     from dapframe.api import DapClient
 
-    with _errors(), DapClient(_config(g)) as client:
+    with _errors():
+        table_names(namespace, table)
         out = Path(output_directory)
-        out.mkdir(parents=True, exist_ok=True)
+        _check_writable(out)
+    with _errors(), DapClient(_config(g)) as client:
         for name in _resolve_tables(client, namespace, table):
             resp = client.get_schema(namespace, name)
             path = out / f"{name}_schema_version_{resp.version}.json"
@@ -175,24 +234,18 @@ def _query_command(g: _Globals, namespace: str, table: str, fmt: str, output_dir
                    consolidate: bool = False, concurrency: int = 4) -> None:
     import asyncio
 
-    from dapframe.result import QuerySpec, parse_table_name
+    from dapframe.result import QuerySpec
 
     with _errors():
-        since_dt = parse_cli_timestamp(since, "--since") if since else None
-        until_dt = parse_cli_timestamp(until, "--until") if until else None
+        since_dt = parse_cli_timestamp(since, "--since") if since is not None else None
+        until_dt = parse_cli_timestamp(until, "--until") if until is not None else None
         if since_dt and until_dt and until_dt < since_dt:
             raise UsageError(f"--until {until} is before --since {since}: swap them")
         if decompress and fmt == "parquet":
             raise UsageError("--decompress does not apply to parquet (its compression is "
                              "internal): drop --decompress or choose another --format")
-        if concurrency < 1:
-            raise UsageError(f"--concurrency {concurrency} must be at least 1")
-        names = [t.strip() for t in table.split(",") if t.strip()]
-        if not names:
-            raise UsageError("--table is empty: give a table name, a comma list, or 'all'")
-        if names != ["all"]:
-            for n in names:
-                parse_table_name(n, namespace)
+        check_concurrency(concurrency)
+        names = table_names(namespace, table)
         out = Path(output_directory)
         _check_writable(out)
         config = _config(g)
@@ -208,15 +261,29 @@ def _query_command(g: _Globals, namespace: str, table: str, fmt: str, output_dir
         sys.exit(5)
 
 
-def _check_writable(out: Path) -> None:
+def check_concurrency(concurrency: int) -> None:
+    """Refuse ``--concurrency`` below 1."""
+    if concurrency < 1:
+        raise UsageError(f"--concurrency {concurrency} must be at least 1: use e.g. "
+                         "--concurrency 4")
+
+
+def _check_writable(out: Path, option: str = "--output-directory") -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"cannot create --output-directory {str(out)!r}: {exc.strerror}; "
+        raise UsageError(f"cannot create {option} {str(out)!r}: {exc.strerror}; "
                          "choose a writable folder") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise UsageError(f"--output-directory {str(out)!r} is not writable: choose a "
-                         "writable folder")
+    # os.access says yes to root even where writing fails (read-only mounts, sysfs): probe.
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".dapframe-probe-")
+    except OSError as exc:
+        raise UsageError(f"{option} {str(out)!r} is not writable ({exc.strerror}): choose a "
+                         "writable folder") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 async def _run_tables(config: DapConfig, namespace: str, names: list[str], out: Path, *,
@@ -321,16 +388,17 @@ def incremental_cmd(g: _Globals, namespace: str, table: str, fmt: str, output_di
 @cli.command("emulator")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Interface to bind (loopback by default).")
-@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--scale", default=1.0, show_default=True, type=float)
-@click.option("--steps", default=0, show_default=True, type=int,
+@click.option("--steps", default=0, show_default=True, type=click.IntRange(min=0),
               help="Change steps to commit at start.")
-@click.option("--rows-per-part", default=100_000, show_default=True, type=int)
-@click.option("--job-seconds", default=0.2, show_default=True, type=float,
+@click.option("--rows-per-part", default=100_000, show_default=True,
+              type=click.IntRange(min=1))
+@click.option("--job-seconds", default=0.2, show_default=True, type=click.FloatRange(min=0),
               help="How long each query job takes.")
 @click.option("--rate-limits", is_flag=True, help="Enforce the API's per-endpoint rate limits.")
-@click.option("--latency", default=0.0, show_default=True, type=float,
+@click.option("--latency", default=0.0, show_default=True, type=click.FloatRange(min=0),
               help="Seconds added to every API answer (a network round trip).")
 @click.option("--object-bandwidth", default=None, type=float, metavar="BYTES_PER_S",
               help="Throughput of each object download stream (default: unlimited).")
@@ -346,7 +414,7 @@ def emulator_cmd(host: str, port: int, seed: int, scale: float, steps: int, rows
     from dapframe.emulator import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Emulator
 
     if scale <= 0:
-        _fail(f"--scale {scale} must be positive, e.g. --scale 1", 2)
+        _fail(f"--scale {scale} must be positive: use e.g. --scale 1", 2)
     try:
         emu = Emulator(seed=seed, scale=scale, host=host, port=port, steps=steps,
                        rows_per_part=rows_per_part, job_seconds=job_seconds,
@@ -354,7 +422,9 @@ def emulator_cmd(host: str, port: int, seed: int, scale: float, steps: int, rows
                        client_id=emu_client_id or DEFAULT_CLIENT_ID,
                        client_secret=emu_client_secret or DEFAULT_CLIENT_SECRET)
     except OSError as exc:
-        _fail(f"cannot listen on {host}:{port}: {exc.strerror}; choose another --port", 5)
+        # A name that does not resolve has no strerror; say what the resolver said.
+        reason = exc.strerror or str(exc)
+        _fail(f"cannot listen on {host}:{port}: {reason}; choose another --host or --port", 5)
     emu.faults.rate_limits = rate_limits
     # These are the emulator's own throwaway credentials, printed so users can paste them.
     click.echo(f"DAP API emulator listening on {emu.base_url}")
@@ -386,6 +456,10 @@ def demo_cmd(scale: float, output_directory: str) -> None:
     from dapframe.api import DapClient
     from dapframe.emulator import Emulator
 
+    if scale <= 0:
+        _fail(f"--scale {scale} must be positive: use e.g. --scale 1", 2)
+    with _errors():
+        _check_writable(Path(output_directory))
     with _errors(), Emulator(scale=scale) as emu:
         click.echo(f"emulator: {emu.base_url} (seed 0, scale {scale}, step {emu.dataset.step})")
         config = DapConfig(base_url=emu.base_url, client_id=emu.client_id,

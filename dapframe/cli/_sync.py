@@ -69,14 +69,39 @@ def listdb_options(f: F) -> F:
     return f
 
 
-def _say_where(connection_string: str | None, *, err: bool = False) -> None:
-    """Check the connection string early; say where the embedded default goes."""
+def _say_where(connection_string: str | None, *, err: bool = False,
+               writes: bool = False) -> None:
+    """Check the connection string early; say where the embedded default goes.
+
+    ``writes``: the command writes, so a DuckDB file's existing folder must be writable.
+    """
     from dapframe.sync import parse_connection_string
 
     info = parse_connection_string(connection_string)
+    if writes and info.dialect == "duckdb" and info.path is not None:
+        _check_duckdb_folder(info.path)
     if not connection_string:
         click.echo(f"no --connection-string or DAP_CONNECTION_STRING: using the local DuckDB "
                    f"file {info.path}", err=err)
+
+
+def _check_duckdb_folder(path: Path) -> None:
+    """Refuse a DuckDB file in a folder nobody can write to (probed: root passes os.access)."""
+    import os
+    import tempfile
+
+    from dapframe.errors import ConfigError
+
+    folder = path.parent
+    if not folder.is_dir():
+        return  # created on initdb; syncdb/dropdb say the file does not exist
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".dapframe-probe-")
+    except OSError as exc:
+        raise ConfigError(f"cannot write the DuckDB file {path}: its folder is not writable "
+                          f"({exc.strerror}); choose a writable folder") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _print_failures(reports: list[SyncReport]) -> bool:
@@ -115,20 +140,12 @@ def sync_cmd(g: _Globals, command: str, namespace: str, table: str,
              connection_string: str | None, concurrency: int, recover: bool) -> None:
     """Body of ``initdb`` and ``syncdb``."""
     _lean_arrow_memory()  # before anything imports pyarrow
-    from dapframe.cli._main import _config, _errors
-    from dapframe.errors import UsageError
-    from dapframe.result import parse_table_name
+    from dapframe.cli._main import _config, _errors, check_concurrency, table_names
 
     with _errors():
-        if concurrency < 1:
-            raise UsageError(f"--concurrency {concurrency} must be at least 1")
-        names = [t.strip() for t in table.split(",") if t.strip()]
-        if not names:
-            raise UsageError("--table is empty: give a table name, a comma list, or 'all'")
-        if names != ["all"]:
-            names = [parse_table_name(n, namespace)[1] for n in names]
-        parse_table_name(f"{namespace}.x")
-        _say_where(connection_string)
+        check_concurrency(concurrency)
+        names = table_names(namespace, table)
+        _say_where(connection_string, writes=True)
         reports = _run(_config(g), connection_string, namespace, names, command,
                        concurrency=concurrency, recover=recover)
     if _print_failures(reports):
@@ -156,11 +173,12 @@ def _run(config: Any, connection_string: str | None, namespace: str, names: list
 
 def dropdb_cmd(namespace: str, table: str, connection_string: str | None) -> None:
     """Body of ``dropdb``: no API call."""
-    from dapframe.cli._main import _errors
+    from dapframe.cli._main import _errors, table_names
     from dapframe.sync import dropdb
 
     with _errors():
-        _say_where(connection_string)
+        table_names(namespace, table)
+        _say_where(connection_string, writes=True)
         for name in dropdb(connection_string, table, namespace=namespace):
             click.echo(f"{name}: dropped")
 
@@ -168,10 +186,11 @@ def dropdb_cmd(namespace: str, table: str, connection_string: str | None) -> Non
 def listdb_cmd(g: _Globals, namespace: str, connection_string: str | None,
                omit_not_replicated: bool, omit_record_count: bool) -> None:
     """Body of ``listdb``: a table, or JSON lines of dicts with ``--non-interactive``."""
-    from dapframe.cli._main import _config, _errors
+    from dapframe.cli._main import _config, _errors, check_namespace
     from dapframe.sync import listdb
 
     with _errors():
+        check_namespace(namespace)
         # Keep stdout pure JSON with --non-interactive.
         _say_where(connection_string, err=g.non_interactive)
         config = None if omit_not_replicated else _config(g)
@@ -209,16 +228,21 @@ def run_demo(scale: float, database: str, concurrency: int) -> None:
     (initdb the first time, syncdb afterwards), and prints the rows per table and the file.
     """
     _lean_arrow_memory()
-    from dapframe.cli._main import _errors
+    from dapframe.cli._main import _errors, check_concurrency
     from dapframe.config import DapConfig, Secret
     from dapframe.emulator import Emulator
     from dapframe.sync import read_table, sync_tables
     from dapframe.sync._url import parse_connection_string
 
+    if scale <= 0:
+        click.echo(f"error: --scale {scale} must be positive: use e.g. --scale 1", err=True)
+        sys.exit(2)
     with _errors():
+        check_concurrency(concurrency)
         path = Path(database).expanduser().absolute()
         connection_string = f"duckdb:///{path}"
         parse_connection_string(connection_string)
+        _check_duckdb_folder(path)
         steps = _next_step(connection_string) if path.exists() else 0
         with Emulator(scale=scale, steps=steps) as emu:
             click.echo(f"emulator: {emu.base_url} (seed 0, scale {scale}, step "

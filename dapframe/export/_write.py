@@ -40,10 +40,12 @@ def consolidate(result: QueryResult, path: Path, *, naming: str = "plain") -> Pa
     """Write every part into one typed Parquet file (zstd), streaming batch by batch."""
     import pyarrow.parquet as pq
 
+    from dapframe.export._utf8 import checked_batches
+
     reader = result.to_arrow(naming=naming)
     with atomic_path(path) as tmp:
         with pq.ParquetWriter(tmp, reader.schema, compression="zstd") as writer:
-            for batch in reader:
+            for batch in checked_batches(reader, result.spec.name):
                 writer.write_batch(batch)
     return path
 

@@ -282,7 +282,9 @@ class Dap(Magics):
         p.add_argument("namespace", help="e.g. canvas, canvas_logs")
         p.add_argument("-o", "--output", metavar="NAME", help="bind the list to NAME")
         args = p.parse_args(argv)
-        names = self._client().list_tables(args.namespace)
+        # A name that could leave the URL path is refused here, not sent.
+        namespace = parse_table_name(f"{args.namespace}.x")[0]
+        names = self._client().list_tables(namespace)
         return self._bind(TableList(args.namespace, names), args.output or bind)
 
     def _schema(self, argv: list[str], bind: str | None) -> Any:
@@ -513,7 +515,8 @@ class Dap(Magics):
             stopped = self.session.stop_emulator()
             return Message("Emulator stopped." if stopped else "No emulator was running here.")
         if args.scale <= 0 or args.rows_per_part < 1 or args.steps < 0:
-            raise UsageError("--scale and --rows-per-part must be positive, --steps at least 0")
+            raise UsageError("--scale and --rows-per-part must be positive, --steps at least 0: "
+                             "use e.g. %dap emulator --scale 1")
         emu = self.session.start_emulator(seed=args.seed, scale=args.scale, steps=args.steps,
                                           port=args.port, rows_per_part=args.rows_per_part,
                                           job_seconds=args.job_seconds)

@@ -405,6 +405,7 @@ class _PartFeed:
     def batches(self, layout: TableLayout, fmt: str, incremental: bool
                 ) -> Iterator[pa.RecordBatch]:
         """Canonical batches, part after part, as they arrive (runs in the loader's thread)."""
+        from dapframe.export._utf8 import checked_batches
         from dapframe.frames import read_batches
 
         for fut in self.parts:
@@ -416,8 +417,10 @@ class _PartFeed:
                     if self.stopped.is_set():
                         return
             try:
-                yield from read_batches([path], fmt, layout.read_schema, incremental=incremental,
-                                        batch_size=BATCH_ROWS)
+                # Invalid UTF-8 is refused here with its table and column, before any load.
+                yield from checked_batches(read_batches(
+                    [path], fmt, layout.read_schema, incremental=incremental,
+                    batch_size=BATCH_ROWS), layout.name)
             finally:
                 shutil.rmtree(path.parent, ignore_errors=True)
                 self._release()

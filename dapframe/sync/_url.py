@@ -195,7 +195,8 @@ def _parse_postgresql(text: str) -> ConnectionInfo:
     query: dict[str, str] = {}
     for key, value in dict(url.query).items():  # type: ignore[attr-defined]
         if not isinstance(value, str):
-            raise ConfigError(f"connection string parameter {key!r} is given more than once")
+            raise ConfigError(f"connection string parameter {key!r} is given more than once: "
+                              "keep one")
         query[key] = value
     params: dict[str, str] = {}
     for key, value in query.items():
@@ -238,6 +239,12 @@ def _parse_duckdb(text: str) -> ConnectionInfo:
     if path_text in ("", ":memory:"):
         return ConnectionInfo(dialect="duckdb", path=None)
     path = Path(os.path.expanduser(path_text))
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"DuckDB path {str(path)!r} lies under {str(parent)!r}, which "
+                                  "is a file, not a folder: choose another path")
+            break
     if path.exists() and path.is_dir():
         raise ConfigError(f"DuckDB path {str(path)!r} is a directory: name a file, e.g. "
                           f"duckdb:///{path / DEFAULT_DUCKDB_FILE}")
@@ -250,7 +257,8 @@ def _parse_server(text: str, dialect: str, extra: str) -> ConnectionInfo:
     params: dict[str, str] = {}
     for key, value in dict(url.query).items():  # type: ignore[attr-defined]
         if not isinstance(value, str):
-            raise ConfigError(f"connection string parameter {key!r} is given more than once")
+            raise ConfigError(f"connection string parameter {key!r} is given more than once: "
+                              "keep one")
         if key == "ssl":
             if value not in SSL_MODES:
                 raise ConfigError(f"unsupported ssl mode {value!r} in the connection string: "
