@@ -506,7 +506,7 @@ def bulk_rows(layout: TableLayout, batch: pa.RecordBatch, *, incremental: bool, 
 # errors
 
 _DBLIB = re.compile(r"DB-Lib error message \d+, severity \d+:\s*")
-_NETLIB = re.compile(r"\s*Net-Lib error during\s*")
+_NETLIB = re.compile(r";?\s*Net-Lib error during\s*")
 
 
 def _driver_text(exc: BaseException) -> tuple[int | None, str]:
@@ -550,7 +550,7 @@ def mssql_error(exc: BaseException, info: ConnectionInfo, action: str,
     if number in (20002, 20003, 20009) or "unable to connect" in low \
             or "connection refused" in low or "unknown host" in low \
             or "adaptive server connection" in low:
-        detail = _NETLIB.sub(" (", detail)
+        detail = _NETLIB.sub(": ", detail)
         detail = detail.replace("Unable to connect: ", "")
         return DatabaseError(f"cannot reach SQL Server at {info.address} ({first_line(detail)}):"
                              " check the host, the port, and that the server is running and "
