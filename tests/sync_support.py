@@ -17,7 +17,7 @@ from tests.conftest import CLIENT_ID, CLIENT_SECRET
 
 #: Every dialect the shared sync suite runs on (MySQL and SQL Server join in the next issue).
 #: SQL Server runs only when DAPFRAME_MSSQL_URL names a server (see ``mssql_database``).
-DIALECTS = ["duckdb", "postgresql", "mssql"]
+DIALECTS = ["duckdb", "postgresql", "mysql", "mssql"]
 #: Every emulator table, as (namespace, table).
 TABLES = [("canvas", t) for t in Dataset(scale=0.01).tables("canvas")] + [
     ("canvas_logs", "web_logs")]
@@ -30,6 +30,8 @@ def sync_target(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
         yield f"duckdb:///{tmp_path}/replica.duckdb"
     elif request.param == "mssql":
         yield request.getfixturevalue("mssql_database")
+    elif request.param == "mysql":  # MariaDB started by the test run
+        yield request.getfixturevalue("mysql_database")
     else:
         yield request.getfixturevalue("pg_database")
 
