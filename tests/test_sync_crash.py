@@ -2,10 +2,11 @@
 
 After every kill, each table is either absent (no ``table_sync`` row, no table) or holds exactly
 the emulator's rows at the step its watermark names: the old state or the new one, never a mix.
-On PostgreSQL a concurrent reader polls every table during the runs and must never see a
-watermark with other contents than the state it names (each poll reads a table's watermark
-and contents in one statement, one snapshot), and the test counts the kills that hit an open
-transaction. A plain rerun then converges.
+On PostgreSQL and MariaDB a concurrent reader polls every table during the runs and must never
+see a watermark with other contents than the state it names (each poll reads a table's watermark
+and contents in one statement, one snapshot; on MariaDB the statement's metadata locks also keep
+initdb's RENAME swap out of it), and the test counts the kills that hit an open transaction.
+A plain rerun then converges.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from dapframe.sync import sync_tables
 from tests.sync_support import assert_replica_equals
 
 TABLES = ["users", "enrollments", "submissions"]
-KILLS_PER_PHASE = 5  # x 3 phases (initdb, 2 x syncdb) x 2 dialects = 30 runs to kill
+KILLS_PER_PHASE = 5  # x 3 phases (initdb, 2 x syncdb) x 3 dialects = 45 runs to kill
 SECRET = "crash-secret"
 
 
@@ -51,6 +52,8 @@ class Checker:
         self.target = target
         self.ds = ds
         self.pg = target.startswith("postgresql")
+        self.mysql = target.startswith("mysql")
+        self._mysql_columns: dict[str, list[str]] = {}
         # (table, watermark) -> fingerprint of the contents seen with that watermark
         self.seen: dict[tuple[str, Any], Any] = {}
         self.polls = 0
@@ -93,8 +96,76 @@ class Checker:
             self.record(table, mark, fp)
         self.polls += 1
 
+    # -- MariaDB: the same reader -------------------------------------------------------------
+    def _mysql_connect(self) -> Any:
+        from dapframe.sync import parse_connection_string
+        from dapframe.sync._mysql import connect
+
+        con = connect(parse_connection_string(self.target))
+        con.autocommit(True)  # one statement, one snapshot
+        return con
+
+    def _mysql_poll_once(self, conn: Any) -> None:
+        import pymysql
+
+        cur = conn.cursor()
+
+        def exists(name: str) -> bool:
+            cur.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() "
+                        "AND table_name = %s", [name])
+            return bool(cur.fetchall())
+
+        has_sync = exists("instructure_dap__table_sync")
+        for table in TABLES:
+            mark_sql = ("(SELECT `timestamp` FROM instructure_dap__table_sync WHERE "
+                        f"source_namespace = 'canvas' AND source_table = '{table}')"
+                        if has_sync else "NULL")
+            name = f"canvas__{table}"
+            try:
+                if exists(name):
+                    if name not in self._mysql_columns:
+                        cur.execute("SELECT column_name FROM information_schema.columns WHERE "
+                                    "table_schema = DATABASE() AND table_name = %s ORDER BY "
+                                    "ordinal_position", [name])
+                        self._mysql_columns[name] = [r[0] for r in cur.fetchall()]
+                    cols = ", ".join(f"t.`{c}`" for c in self._mysql_columns[name])
+                    # One statement: its metadata locks and its snapshot cover both tables.
+                    cur.execute(f"SELECT {mark_sql}, count(*), "
+                                f"sum(crc32(concat_ws('|', {cols}))) FROM `{name}` t")
+                    mark, count, digest = cur.fetchone()
+                    fp: Any = (count, int(digest or 0))
+                else:
+                    cur.execute(f"SELECT {mark_sql}")
+                    mark = cur.fetchone()[0]
+                    if mark is not None and not exists(name):
+                        fp = "absent"  # a row without its table: recorded as a conflict below
+                    elif mark is not None:
+                        continue  # swapped in between the two statements: poll again
+                    else:
+                        fp = "absent"
+            except pymysql.err.Error as exc:
+                # Gone meanwhile (1146), a swap's lock deadlock (1213), a renamed table (1412):
+                # nothing was read, poll again.
+                if exc.args and exc.args[0] in (1146, 1213, 1412, 1205):
+                    continue
+                raise
+            self.record(table, mark, fp)
+        self.polls += 1
+
     def open_transactions(self) -> int:
-        """dapframe sessions inside a transaction right now (PostgreSQL; else 0)."""
+        """dapframe sessions inside a transaction right now (PostgreSQL, MariaDB; else 0)."""
+        if self.mysql:
+            con = self._mysql_connect()
+            try:
+                with con.cursor() as cur:
+                    # Read-only autocommit statements (the reader's) are not listed.
+                    cur.execute("SELECT count(*) FROM information_schema.innodb_trx t JOIN "
+                                "information_schema.processlist p ON p.id = "
+                                "t.trx_mysql_thread_id WHERE p.db = DATABASE() AND p.id <> "
+                                "CONNECTION_ID()")
+                    return 1 if cur.fetchone()[0] else 0
+            finally:
+                con.close()
         if not self.pg:
             return 0
         with psycopg.connect(self.target, autocommit=True) as conn:
@@ -113,13 +184,22 @@ class Checker:
         self.seen.setdefault(key, fp)
 
     def _run(self) -> None:
+        if self.mysql:
+            conn = self._mysql_connect()
+            try:
+                while not self._stop.is_set():
+                    self._mysql_poll_once(conn)
+                    time.sleep(0.05)
+            finally:
+                conn.close()
+            return
         with psycopg.connect(self.target, autocommit=True) as conn:
             while not self._stop.is_set():
                 self._poll_once(conn)
                 time.sleep(0.05)
 
     def start_reader(self) -> None:
-        if self.pg:
+        if self.pg or self.mysql:
             self._thread = threading.Thread(target=self._run, daemon=True)
             self._thread.start()
 
@@ -163,10 +243,12 @@ def _command(command: str, target: str) -> list[str]:
             "canvas", "--table", ",".join(TABLES), "--connection-string", target]
 
 
-@pytest.fixture(params=["duckdb", "postgresql"])
+@pytest.fixture(params=["duckdb", "postgresql", "mysql"])
 def crash_target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "duckdb":
         yield f"duckdb:///{tmp_path}/crash.duckdb"
+    elif request.param == "mysql":  # MariaDB started by the test run
+        yield request.getfixturevalue("mysql_database")
     else:
         yield request.getfixturevalue("pg_database")
 
@@ -240,6 +322,6 @@ def test_sigkill_at_varied_points(crash_target: str, tmp_path: Path) -> None:
     assert kills >= 3 * KILLS_PER_PHASE - 4, f"only {kills} runs were killed mid-way"
     assert in_load >= KILLS_PER_PHASE, f"only {in_load} kills hit a load"
     assert not checker.conflicts, checker.conflicts[:5]
-    if checker.pg:
+    if checker.pg or checker.mysql:
         assert checker.polls > 30, checker.polls
         assert in_tx >= KILLS_PER_PHASE // 2, f"only {in_tx} kills hit an open transaction"

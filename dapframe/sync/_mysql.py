@@ -72,6 +72,7 @@ import shutil
 import ssl as ssl_mod
 import tempfile
 import threading
+import time
 import uuid as uuid_mod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -116,6 +117,8 @@ log = logging.getLogger("dapframe.sync")
 
 #: Rows per CSV file handed to ``LOAD DATA`` (about 10-30 MB of text for wide tables).
 CHUNK_ROWS = 65_536
+#: A chunk is loaded after this many seconds even when smaller: slow downloads stream too.
+CHUNK_SECONDS = 0.5
 #: Namespaces whose snapshots repeat keys (web_logs): the last row of a key wins.
 REPEATING_NAMESPACES: Final = frozenset({"canvas_logs"})
 #: Suffix of the tables a swap moves aside before dropping them.
@@ -952,13 +955,18 @@ class _CsvWriter:
                                     "an IP address") from None
 
     def chunks(self, batches: Iterator[pa.RecordBatch], path: str) -> Iterator[int]:
-        """Write ``path`` with up to :data:`CHUNK_ROWS` rows at a time; yield the row count."""
+        """Write ``path`` with up to :data:`CHUNK_ROWS` rows at a time; yield the row count.
+
+        A chunk also ends :data:`CHUNK_SECONDS` after its first batch, so rows that arrive
+        slowly are loaded as they come.
+        """
         import pyarrow.csv as pcsv
 
         options = pcsv.WriteOptions(include_header=False, null_string="NULL",  # type: ignore[call-arg]
                                     quoting_style="all_valid")
         pending: list[pa.Table] = []
         rows = seq = 0
+        started = 0.0
 
         def flush() -> int:
             table_ = pa.concat_tables(pending)
@@ -969,10 +977,12 @@ class _CsvWriter:
         for batch in batches:
             if batch.num_rows == 0:
                 continue
+            if not pending:
+                started = time.monotonic()
             pending.append(self.convert(batch, seq))
             seq += batch.num_rows
             rows += batch.num_rows
-            if rows >= CHUNK_ROWS:
+            if rows >= CHUNK_ROWS or time.monotonic() - started >= CHUNK_SECONDS:
                 yield flush()
                 rows = 0
         if pending:
