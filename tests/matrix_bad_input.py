@@ -341,7 +341,7 @@ def _cli_cases(env: _Env) -> list[_Case]:
 
     # Hostile namespaces and tables: refused before any request, file or SQL (exit 2).
     for label, name in HOSTILE_NAMES.items():
-        words = ("--table",) if not name else ("invalid",)
+        words: tuple[str, ...] = ("--table",) if not name else ("invalid",)
         if name:
             add(_Case("list", f"namespace {label}", ("list", "--namespace", name), 2,
                       ("invalid namespace",)))
@@ -527,8 +527,7 @@ def _cli_cases(env: _Env) -> list[_Case]:
         add(_Case("snapshot", f"NaN and inf ({fmt}, --consolidate)", (
             "snapshot", "--namespace", "canvas", "--table", "submissions", "--format", fmt,
             "--consolidate", "--output-directory", "{dir}/out"), 0,
-            check=lambda env, folder, fmt=fmt: _check_consolidated_floats(
-                env, folder, json=fmt == "jsonl")))
+            check=_consolidated_check(json=fmt == "jsonl")))
 
     # The emulator and the demos.
     add(_Case("emulator", "--scale 0", ("emulator", "--port", "0", "--scale", "0"), 2,
@@ -560,7 +559,14 @@ def _cli_cases(env: _Env) -> list[_Case]:
               (cannot_write,)))
     add(_Case("demo-sync", "--concurrency 0", ("demo-sync", "--concurrency", "0", "--database",
                                                "{dir}/d.duckdb"), 2, ("--concurrency",)))
-    return cases
+    # An emulator that wrongly starts would serve until killed: do not wait long for it.
+    return [dataclasses.replace(c, timeout=20) if c.command == "emulator" else c for c in cases]
+
+
+def _consolidated_check(*, json: bool) -> Callable[[_Env, Path], str]:
+    def check(env: _Env, folder: Path) -> str:
+        return _check_consolidated_floats(env, folder, json=json)
+    return check
 
 
 def _check_consolidated_floats(env: _Env, folder: Path, *, json: bool = False) -> str:
@@ -844,7 +850,8 @@ if __name__ == "__main__":  # a quick look: python -m tests.matrix_bad_input [DI
             stop_pg(server)
     for r in found:
         if not r.clear or r.changed:
-            print(f"UNCLEAR {r.command:12} {r.case:45} exit {r.exit_code} {r.seconds:.1f}s: {r.why}\n"
+            print(f"UNCLEAR {r.command:12} {r.case:45} exit {r.exit_code} "
+                  f"{r.seconds:.1f}s: {r.why}\n"
                   f"    {r.message[:300]!r}")
     for r in sorted(found, key=lambda r: -r.seconds)[:8]:
         print(f"slow: {r.command} {r.case} {r.seconds:.1f}s")
