@@ -1,8 +1,10 @@
 """Takeover both ways with the official client (``dap`` 2.3.1 with its postgresql extra) on a real
-PostgreSQL: a database one of them built is synchronised by the other, and both converge."""
+PostgreSQL, and with its mysql extra on the test run's MariaDB: a database one of them built is
+synchronised by the other, and both converge."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +13,8 @@ import pytest
 from dapframe.api import DapClient
 from dapframe.emulator import Emulator
 from dapframe.sync import sync_tables
-from tests._servers import PgServer
-from tests.sync_support import TABLES, assert_replica_equals
+from tests._servers import MySQLServer, PgServer
+from tests.sync_support import TABLES, assert_replica_equals, expected_rows, replica_rows
 from tests.test_official_client import run_dap
 
 pytestmark = pytest.mark.official
@@ -121,3 +123,95 @@ def test_dapframe_initdb_then_dap_syncdb(official_dap_pg: Path, emu: Emulator,
         assert '"command": "syncdb"' in proc.stdout and '"command": "initdb"' not in proc.stdout
     finally:
         pg_server.drop_database(name)
+
+
+# ------------------------------------------------------------------------------------------
+# MariaDB: the official client with its mysql extra (aiomysql), on the MariaDB of the test run
+
+
+def mysql_layout(server: MySQLServer, database: str, *, whole_seconds: bool = True
+                 ) -> dict[str, str]:
+    """``SHOW CREATE TABLE`` of every table (``datetime(6)`` as ``datetime`` when asked)."""
+    out = {}
+    for (table,) in server.query(database, "SHOW TABLES"):
+        ddl = server.query(database, f"SHOW CREATE TABLE `{table}`")[0][1]
+        ddl = re.sub(r" AUTO_INCREMENT=\d+", "", ddl)
+        if whole_seconds:
+            ddl = ddl.replace("datetime(6)", "datetime")
+        out[table] = ddl
+    return out
+
+
+def assert_all_equal_mysql(server: MySQLServer, database: str, target: str,
+                           emu: Emulator) -> None:
+    """Every table equals the emulator's; whole-second ``datetime`` columns (dap's) compared
+    with the emulator's timestamps truncated to the second, as MariaDB stores them."""
+    whole = {(t, c) for t, c in server.query(
+        database, "SELECT table_name, column_name FROM information_schema.columns WHERE "
+                  "table_schema = DATABASE() AND data_type = 'datetime' AND "
+                  "datetime_precision = 0")}
+    for ns, table in TABLES:
+        cut = {c for t, c in whole if t == f"{ns}__{table}"}
+        want = [{k: (v.replace(microsecond=0) if k in cut and v is not None else v)
+                 for k, v in row.items()} for row in expected_rows(emu.dataset, ns, table)]
+        got = replica_rows(target, emu.dataset, ns, table)
+        assert len(got) == len(want), f"{ns}.{table}: {len(got)} rows, expected {len(want)}"
+        for g, w in zip(got, want, strict=True):
+            assert g == w, (f"{ns}.{table}", {k: (g.get(k), w.get(k)) for k in w
+                                              if g.get(k) != w.get(k)})
+
+
+def test_dap_initdb_then_dapframe_syncdb_mysql(official_dap_mysql: Path, emu: Emulator,
+                                               client: DapClient, mysql_server: MySQLServer,
+                                               tmp_path: Path) -> None:
+    theirs = mysql_server.create_database()
+    ours = mysql_server.create_database()
+    try:
+        target = mysql_server.url(theirs)
+        dap_db(official_dap_mysql, emu, "initdb", target, tmp_path)
+        assert_all_equal_mysql(mysql_server, theirs, target, emu)
+        # The layout dapframe builds is dap's, to the comment, but for sub-second timestamps.
+        dapframe_db(client, "initdb", mysql_server.url(ours))
+        assert mysql_layout(mysql_server, theirs) == mysql_layout(mysql_server, ours)
+        before = mysql_layout(mysql_server, theirs, whole_seconds=False)
+        for _ in range(2):
+            emu.tick()
+            dapframe_db(client, "syncdb", target)
+            assert_all_equal_mysql(mysql_server, theirs, target, emu)
+        # dapframe accepted dap's whole-second datetime columns as they are.
+        assert mysql_layout(mysql_server, theirs, whole_seconds=False) == before
+        emu.tick()
+        dap_db(official_dap_mysql, emu, "syncdb", target, tmp_path)
+        assert_all_equal_mysql(mysql_server, theirs, target, emu)
+    finally:
+        mysql_server.drop_database(theirs)
+        mysql_server.drop_database(ours)
+
+
+def test_dapframe_initdb_then_dap_syncdb_mysql(official_dap_mysql: Path, emu: Emulator,
+                                               client: DapClient, mysql_server: MySQLServer,
+                                               tmp_path: Path) -> None:
+    name = mysql_server.create_database()
+    try:
+        target = mysql_server.url(name)
+        dapframe_db(client, "initdb", target)
+        assert_all_equal(target, emu)  # datetime(6): nothing lost
+        before = mysql_layout(mysql_server, name)
+        for _ in range(2):
+            emu.tick()
+            dap_db(official_dap_mysql, emu, "syncdb", target, tmp_path)
+            assert_all_equal_mysql(mysql_server, name, target, emu)
+        # dap changed nothing but the timestamps' precision (down to its whole seconds).
+        assert mysql_layout(mysql_server, name) == before
+        assert mysql_server.query(name, "SELECT count(*) FROM information_schema.columns WHERE "
+                                        "table_schema = DATABASE() AND data_type = 'datetime' "
+                                        "AND datetime_precision = 6")[0][0] == 0
+        emu.tick()
+        dapframe_db(client, "syncdb", target)
+        assert_all_equal_mysql(mysql_server, name, target, emu)
+        proc = run_dap(official_dap_mysql, emu, "listdb", "--namespace", "canvas",
+                       "--connection-string", target, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert '"command": "syncdb"' in proc.stdout and '"command": "initdb"' not in proc.stdout
+    finally:
+        mysql_server.drop_database(name)
