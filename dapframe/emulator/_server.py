@@ -626,7 +626,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         view = memoryview(blob)
         rate = state.faults.object_bandwidth
-        chunk = 1 << 20 if not rate else 1 << 16
+        # Paced: about 20 writes a second (at most 64 KiB each), so that objects smaller than
+        # one chunk are paced too instead of going out at once.
+        chunk = 1 << 20 if not rate else max(1024, min(1 << 16, int(rate / 20)))
         start = time.monotonic()
         for i in range(0, len(blob), chunk):
             self.wfile.write(view[i: i + chunk])

@@ -338,7 +338,14 @@ async def _load(client: AsyncDapClient, session: Session, layout: TableLayout, j
     feeding = asyncio.create_task(feed.run())
     stream = _Prefetch(feed.batches(layout, options.format, incremental))
     try:
-        counts = await _in_thread(apply, iter(stream))
+        try:
+            counts = await _in_thread(apply, iter(stream))
+        except Exception as exc:
+            # A database reading the batches through its own stream (DuckDB) reports a failed
+            # download or decode as its own error ("transaction aborted"): say the real cause.
+            if isinstance(stream.error, DapError) and stream.error is not exc:
+                raise stream.error from exc
+            raise
         await feeding
         return counts
     finally:
@@ -440,6 +447,7 @@ class _Prefetch:
         self.worker = threading.Thread(target=self._produce, name="dapframe-decode",
                                        daemon=True)
         self.started = False
+        self.error: BaseException | None = None  # what the decoding side raised, if anything
 
     def _put(self, item: Any) -> bool:
         while not self.stop.is_set():
@@ -468,6 +476,7 @@ class _Prefetch:
             if item is _DONE:
                 return
             if isinstance(item, BaseException):
+                self.error = item
                 raise item
             yield item
 
