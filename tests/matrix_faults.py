@@ -482,6 +482,26 @@ def _run_disk_full(env: FaultEnv, sc: Scenario, emu: Emulator, client: DapClient
     return (*_cli_outcome(proc), seconds)
 
 
+def _run_cli_deadline(env: FaultEnv, sc: Scenario, emu: Emulator, client: DapClient,
+                      target: str, tables: tuple[str, ...], command: str
+                      ) -> tuple[str, bool, str, float]:
+    """The CLI with ``--deadline 1`` against jobs that never finish."""
+    emu.faults.job_seconds = 10_000
+    start = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="deadline-", dir=env.workdir))
+    proc = subprocess.run([*_cli_command(command, target, tables), "--deadline", "1"],
+                          env=_cli_env(emu, tmp), capture_output=True, text=True, timeout=120)
+    seconds = time.monotonic() - start
+    # The API hands a live job back to an identical query: fail the stuck ones, as the API
+    # eventually would, so that the rerun gets a new job.
+    with emu.state.lock:
+        for job in emu.state.jobs.values():
+            if job.job_seconds >= 10_000:
+                job.fail = True
+                job.job_seconds = 0
+    return (*_cli_outcome(proc), seconds)
+
+
 def _loading(tmp: Path) -> bool:
     """A load is under way: the engine keeps its parts in a dapframe-sync-* folder meanwhile."""
     return any(tmp.glob("dapframe-sync-*"))
@@ -656,6 +676,8 @@ def _sync_scenarios(dialect: str) -> list[Scenario]:
               # The API hands the same (stuck) job back to an identical query while it
               # lives: ask in csv here so that the rerun's parquet query is a new job.
               ("deadline", 1.0), ("format", "csv"))),
+        S("syncdb: job never finishes (CLI --deadline 1)", dialect, TYPED_ERROR, _sync, "CLI",
+          options=(("runner", _run_cli_deadline),)),
         S("syncdb: disk full in TMPDIR (CLI)", dialect, TYPED_ERROR, _sync, "CLI", options=(
             ("runner", _run_disk_full),)),
         S("initdb: SIGKILL during start-up", dialect, RECOVERED, _sync, options=(

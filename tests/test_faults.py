@@ -114,3 +114,20 @@ def test_hung_up_clients_print_nothing(capfd: pytest.CaptureFixture[str]) -> Non
         time.sleep(0.3)
         assert httpx.get(f"{emu.base_url}/emulator/state").status_code == 200
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_cli_deadline_must_be_positive(tmp_path: Path) -> None:
+    """``--deadline 0`` is a usage error in one line, before anything runs."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "dapframe", "--non-interactive", "syncdb",
+                           "--namespace", "canvas", "--table", "users", "--deadline", "0",
+                           "--connection-string", f"duckdb:///{tmp_path}/r.duckdb"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                          env={"PATH": "/usr/bin:/bin", "DAP_API_URL": "http://127.0.0.1:9",
+                               "DAP_CLIENT_ID": "x", "DAP_CLIENT_SECRET": "y"})
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--deadline" in lines[0], proc.stderr
+    assert not (tmp_path / "r.duckdb").exists()

@@ -47,7 +47,12 @@ def db_options(f: F) -> F:
 
 
 def sync_options(f: F) -> F:
-    """:func:`db_options` plus ``--concurrency`` and ``--recover/--no-recover`` (initdb, syncdb)."""
+    """:func:`db_options` plus ``--concurrency``, ``--recover/--no-recover`` and ``--deadline``
+    (initdb, syncdb)."""
+    f = click.option("--deadline", default=None, type=float, metavar="SECONDS",
+                     help="Most seconds to wait for each table's query job; a job still "
+                          "running then fails that table with one line [default: no limit, "
+                          "as dap].")(f)
     f = click.option("--recover/--no-recover", default=True, show_default=True,
                      help="syncdb: when the API asks for a new snapshot (snapshot-required or "
                           "out-of-range), re-initialise the table atomically; --no-recover "
@@ -137,17 +142,21 @@ def _lean_arrow_memory() -> None:
 
 
 def sync_cmd(g: _Globals, command: str, namespace: str, table: str,
-             connection_string: str | None, concurrency: int, recover: bool) -> None:
+             connection_string: str | None, concurrency: int, recover: bool,
+             deadline: float | None = None) -> None:
     """Body of ``initdb`` and ``syncdb``."""
     _lean_arrow_memory()  # before anything imports pyarrow
     from dapframe.cli._main import _config, _errors, check_concurrency, table_names
+    from dapframe.errors import UsageError
 
     with _errors():
         check_concurrency(concurrency)
+        if deadline is not None and not deadline > 0:  # also refuses nan
+            raise UsageError(f"--deadline {deadline:g} must be a positive number of seconds")
         names = table_names(namespace, table)
         _say_where(connection_string, writes=True)
         reports = _run(_config(g), connection_string, namespace, names, command,
-                       concurrency=concurrency, recover=recover)
+                       concurrency=concurrency, recover=recover, deadline=deadline)
     if _print_failures(reports):
         sys.exit(5)
 
@@ -160,7 +169,8 @@ def _print_report(report: SyncReport) -> None:
 
 
 def _run(config: Any, connection_string: str | None, namespace: str, names: list[str],
-         command: str, *, concurrency: int, recover: bool) -> list[SyncReport]:
+         command: str, *, concurrency: int, recover: bool,
+         deadline: float | None = None) -> list[SyncReport]:
     from dapframe.api import DapClient
     from dapframe.sync import sync_tables
 
@@ -168,7 +178,7 @@ def _run(config: Any, connection_string: str | None, namespace: str, names: list
     with DapClient(config) as client:
         return sync_tables(connection_string, namespace, names, command=command,
                            recover=recover, client=client, concurrency=concurrency,
-                           on_done=_print_report)
+                           deadline=deadline, on_done=_print_report)
 
 
 def dropdb_cmd(namespace: str, table: str, connection_string: str | None) -> None:
