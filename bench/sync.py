@@ -1,6 +1,7 @@
-"""Benchmark: database sync into PostgreSQL, dapframe against the official ``dap`` client.
+"""Benchmark: database sync into PostgreSQL and MariaDB, dapframe against the official ``dap``.
 
-One run, side by side, on the same emulator and the same PostgreSQL server:
+One run, side by side, on the same emulator, the same PostgreSQL server and the same MariaDB
+server (the MariaDB column: ``dap`` with its mysql extra, which loads by batched INSERT):
 
 1. ``initdb`` of canvas.submissions (about 1M rows at the default scale) by ``dapframe initdb``
    and by ``dap initdb`` (official client 2.3.1 with asyncpg, its own venv), each into a fresh
@@ -13,12 +14,15 @@ Each command runs as its own process, timed from start to exit, its peak RSS tak
 ``wait4``. The emulator's job time is excluded for both clients: every job is created and
 finished once up front (the API deduplicates identical queries, so each client then gets its
 already complete job). Both replicas are checked to hold the same rows (count and a hash of
-every row's text).
+every row's text; on MariaDB with timestamps cut to the second, since dap's columns are
+``datetime`` and dapframe's ``datetime(6)``).
 
 Run::
 
     .venv/bin/python bench/sync.py                  # starts a throwaway PostgreSQL itself
     .venv/bin/python bench/sync.py --pg-url postgresql://user:pw@host:5432/postgres
+    .venv/bin/python bench/sync.py --mysql-url mysql://root@host:3306/mysql   # an admin login
+    .venv/bin/python bench/sync.py --no-mysql       # PostgreSQL only
 """
 
 from __future__ import annotations
@@ -47,10 +51,10 @@ from dapframe.wire import QueryRequest  # noqa: E402
 TABLE = "submissions"
 
 
-def official_dap_pg() -> Path:
-    """The official client with its postgresql extra, from the tests' exact pins (cached)."""
-    req = ROOT / "tests" / "official" / "requirements-postgresql.txt"
-    venv = ROOT / ".cache" / f"dap-official-pg-{hashlib.sha256(req.read_bytes()).hexdigest()[:12]}"
+def official_dap_pg(extra: str = "postgresql", name: str = "dap-official-pg") -> Path:
+    """The official client with an extra, from the tests' exact pins (cached, as the tests)."""
+    req = ROOT / "tests" / "official" / f"requirements-{extra}.txt"
+    venv = ROOT / ".cache" / f"{name}-{hashlib.sha256(req.read_bytes()).hexdigest()[:12]}"
     if not (venv / ".installed").exists():
         uv = shutil.which("uv") or "uv"
         shutil.rmtree(venv, ignore_errors=True)
@@ -126,6 +130,69 @@ def fingerprint(url: str) -> tuple[int, int]:
     return int(count), int(digest or 0)
 
 
+class MariaDB:
+    """Databases on a MariaDB server, given by an admin URL or started for the run."""
+
+    def __init__(self, admin_url: str | None) -> None:
+        from dapframe.sync import parse_connection_string
+
+        self.server: Any = None
+        if admin_url is None:
+            from tests._servers import find_mariadbd, start_mysql
+
+            found = find_mariadbd()
+            if found is None:
+                sys.exit("no MariaDB server: apt-get install mariadb-server, pass --mysql-url, "
+                         "or --no-mysql")
+            self.server = start_mysql(*found)
+            admin_url = f"mysql://root@127.0.0.1:{self.server.port}/mysql"
+            print(f"MariaDB: {self.server.version} on 127.0.0.1:{self.server.port} "
+                  "(innodb_flush_log_at_trx_commit=2, binlog off)")
+        self.admin = parse_connection_string(admin_url)
+        self.admin_url = admin_url
+
+    def _run(self, sql: str, database: str | None = None) -> list[Any]:
+        from dataclasses import replace
+
+        from dapframe.sync._mysql import connect
+
+        info = self.admin if database is None else replace(self.admin, database=database)
+        con = connect(info)
+        try:
+            with con.cursor() as cur:
+                cur.execute(sql)
+                rows = list(cur.fetchall()) if cur.description else []
+            con.commit()
+            return rows
+        finally:
+            con.close()
+
+    def database(self, name: str) -> str:
+        self._run(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+        base, _, _ = self.admin_url.rpartition("/")
+        return f"{base}/{name}"
+
+    def drop(self, name: str) -> None:
+        self._run(f"DROP DATABASE IF EXISTS `{name}`")
+
+    def fingerprint(self, name: str) -> tuple[int, int]:
+        """Row count and a sum of row hashes, timestamps cut to the second."""
+        cols = self._run("SELECT column_name, data_type FROM information_schema.columns WHERE "
+                         f"table_schema = DATABASE() AND table_name = 'canvas__{TABLE}' "
+                         "ORDER BY ordinal_position", name)
+        parts = [f"DATE_FORMAT(`{c}`, '%Y-%m-%d %H:%i:%s')" if t == "datetime" else f"`{c}`"
+                 for c, t in cols]
+        count, digest = self._run(f"SELECT count(*), sum(crc32(concat_ws('|', "
+                                  f"{', '.join(parts)}))) FROM `canvas__{TABLE}`", name)[0]
+        return int(count), int(digest or 0)
+
+    def close(self) -> None:
+        if self.server is not None:
+            from tests._servers import stop_mysql
+
+            stop_mysql(self.server)
+
+
 def floor(client: DapClient, url: str) -> Run:
     """ADBC ingest of the same rows as one Arrow table (decoded beforehand, not timed)."""
     import adbc_driver_postgresql.dbapi as dbapi
@@ -154,6 +221,9 @@ def main() -> None:
     ap.add_argument("--rows-per-part", type=int, default=100_000)
     ap.add_argument("--pg-url", default=None,
                     help="an admin connection to a PostgreSQL server (default: start one)")
+    ap.add_argument("--mysql-url", default=None,
+                    help="an admin connection to a MariaDB/MySQL server (default: start one)")
+    ap.add_argument("--no-mysql", action="store_true", help="skip the MariaDB column")
     args = ap.parse_args()
 
     server: Any = None
@@ -169,12 +239,16 @@ def main() -> None:
         admin = server.url()
         print(f"PostgreSQL: {server.version} on 127.0.0.1:{server.port} (fsync off)")
     dap = official_dap_pg()
+    maria = None if args.no_mysql else MariaDB(args.mysql_url)
+    dap_my = None if maria is None else official_dap_pg("mysql", "dap-official-mysql")
     names = {k: f"bench_{k}_{uuid.uuid4().hex[:6]}" for k in ("ours", "dap", "floor")}
+    my_names = {k: f"bench_{k}_{uuid.uuid4().hex[:6]}" for k in ("ours", "dap")}
     t = time.perf_counter()
     emu = Emulator(scale=args.scale, rows_per_part=args.rows_per_part, job_seconds=0).start()
     print(f"emulator: scale {args.scale}, generated in {time.perf_counter() - t:.1f} s")
     try:
         urls = {k: database(admin, n) for k, n in names.items()}
+        my_urls = {} if maria is None else {k: maria.database(n) for k, n in my_names.items()}
         env = {k: v for k, v in os.environ.items() if not k.startswith("DAP_")}
         env.update(DAP_API_URL=emu.base_url, DAP_CLIENT_ID=emu.client_id,
                    DAP_CLIENT_SECRET=emu.client_secret)
@@ -212,6 +286,15 @@ def main() -> None:
                                urls["dap"]], rows)
             same = fingerprint(urls["ours"]) == fingerprint(urls["dap"])
             print(f"initdb replicas identical: {same}")
+            if maria is not None and dap_my is not None:
+                run("dapframe initdb (MariaDB)", [*ours_cmd, "initdb", *table_args,
+                                                  "--connection-string", my_urls["ours"]], rows)
+                run("dap initdb (MariaDB)", [str(dap_my), *dap_cmd[1:], "initdb", *table_args,
+                                             "--connection-string", my_urls["dap"]], rows)
+                same_my = maria.fingerprint(my_names["ours"]) == maria.fingerprint(
+                    my_names["dap"])
+                print(f"MariaDB initdb replicas identical: {same_my}")
+                same = same and same_my
             since = emu.dataset.clock
             emu.tick(args.steps)
             changed = emu.dataset.changes("canvas", TABLE, since, emu.dataset.clock).num_rows
@@ -224,10 +307,24 @@ def main() -> None:
                                urls["dap"]], changed)
             same_sync = fingerprint(urls["ours"]) == fingerprint(urls["dap"])
             print(f"syncdb replicas identical: {same_sync}")
+            if maria is not None and dap_my is not None:
+                run("dapframe syncdb (MariaDB)", [*ours_cmd, "syncdb", *table_args,
+                                                  "--connection-string", my_urls["ours"]],
+                    changed)
+                run("dap syncdb (MariaDB)", [str(dap_my), *dap_cmd[1:], "syncdb", *table_args,
+                                             "--connection-string", my_urls["dap"]], changed)
+                same_my = maria.fingerprint(my_names["ours"]) == maria.fingerprint(
+                    my_names["dap"])
+                print(f"MariaDB syncdb replicas identical: {same_my}")
+                same_sync = same_sync and same_my
     finally:
         emu.close()
         for name in names.values():
             drop(admin, name)
+        if maria is not None:
+            for name in my_names.values():
+                maria.drop(name)
+            maria.close()
         if server is not None:
             from tests._servers import stop_pg
 
@@ -256,6 +353,23 @@ def main() -> None:
          max(ours_i.rss_mb, ours_s.rss_mb) <= max(dap_i.rss_mb, dap_s.rss_mb) / 4),
         ("replicas identical after initdb and after syncdb", same and same_sync),
     ]
+    if "dapframe initdb (MariaDB)" in by:
+        mi, di = by["dapframe initdb (MariaDB)"], by["dap initdb (MariaDB)"]
+        ms, ds = by["dapframe syncdb (MariaDB)"], by["dap syncdb (MariaDB)"]
+        print(f"{'':<16} {'PostgreSQL':>22} {'MariaDB':>22}")
+        for label, pair in (("initdb", ((ours_i, dap_i), (mi, di))),
+                            ("syncdb", ((ours_s, dap_s), (ms, ds)))):
+            cells = [f"{o.seconds:6.1f} s vs {d.seconds:6.1f} s" for o, d in pair]
+            print(f"{label + ' dapframe/dap':<16} {cells[0]:>22} {cells[1]:>22}")
+            ratios = [f"{d.seconds / o.seconds:.1f}x" for o, d in pair]
+            print(f"{'  faster':<16} {ratios[0]:>22} {ratios[1]:>22}")
+        print()
+        checks += [
+            (f"MariaDB initdb: dapframe {di.seconds / mi.seconds:.1f}x faster than dap",
+             di.seconds >= 3 * mi.seconds),
+            (f"MariaDB syncdb: dapframe {ds.seconds / ms.seconds:.1f}x faster than dap",
+             ds.seconds >= 3 * ms.seconds),
+        ]
     for text, ok in checks:
         print(f"{'OK  ' if ok else 'MISS'} {text}")
 
