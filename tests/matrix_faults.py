@@ -4,8 +4,9 @@ Every scenario starts its own emulator (real sockets), and the sync scenarios th
 (a fresh PostgreSQL database on the test server, or a DuckDB file), injects one fault, runs the
 operation, and returns a :class:`FaultRecord`:
 
-- ``outcome``: ``recovered`` (it succeeded after retrying), or ``typed error: <Class>: <line>``
-  (it stopped with one error of the :mod:`dapframe.errors` tree);
+- ``outcome``: ``recovered`` (it succeeded after retrying; for a process killed with SIGKILL:
+  its rerun did), or ``typed error: <Class>: <line>`` (it stopped with one error of the
+  :mod:`dapframe.errors` tree);
 - ``survived``: that outcome is one of those two, cleanly: a typed error is a
   :class:`~dapframe.errors.DapError` with a one-line message (the CLI: exit code 5 and one
   ``error:`` line on stderr, no traceback), and a sync replica equals the state before or the
@@ -96,7 +97,7 @@ class FaultRecord:
     @property
     def kind(self) -> str:
         """``recovered`` or ``typed error`` (or ``other``)."""
-        if self.outcome == RECOVERED:
+        if self.outcome == RECOVERED or self.outcome.startswith(RECOVERED + ":"):
             return RECOVERED
         return TYPED_ERROR if self.outcome.startswith(TYPED_ERROR + ":") else "other"
 
@@ -538,8 +539,10 @@ def _run_killed(env: FaultEnv, sc: Scenario, emu: Emulator, client: DapClient,
         return (f"not killed: the run ended first (exit {proc.returncode})", False,
                 "aim earlier", seconds)
     where = "inside a load" if in_load else "outside a load"
-    # Killed: nothing to report by the process itself; the replica and the rerun tell.
-    return RECOVERED, True, f"SIGKILL {where} after {seconds:.2f} s; rerun completed", seconds
+    # Killed: nothing to report by the process itself; the replica and the rerun tell
+    # (the rerun's convergence is checked by the caller, and survived depends on it).
+    return f"{RECOVERED}: killed {where}, the rerun completed", True, \
+        f"SIGKILL after {seconds:.2f} s", seconds
 
 
 def _run_pg_terminate(env: FaultEnv, sc: Scenario, emu: Emulator, client: DapClient,
