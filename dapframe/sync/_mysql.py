@@ -957,8 +957,8 @@ class _CsvWriter:
     def chunks(self, batches: Iterator[pa.RecordBatch], path: str) -> Iterator[int]:
         """Write ``path`` with up to :data:`CHUNK_ROWS` rows at a time; yield the row count.
 
-        A chunk also ends :data:`CHUNK_SECONDS` after its first batch, so rows that arrive
-        slowly are loaded as they come.
+        The first batch is a chunk of its own, and a chunk also ends :data:`CHUNK_SECONDS`
+        after its first batch, so rows that arrive slowly are loaded as they come.
         """
         import pyarrow.csv as pcsv
 
@@ -982,7 +982,10 @@ class _CsvWriter:
             pending.append(self.convert(batch, seq))
             seq += batch.num_rows
             rows += batch.num_rows
-            if rows >= CHUNK_ROWS or time.monotonic() - started >= CHUNK_SECONDS:
+            # The first batch goes at once: the load (and syncdb's transaction) starts with
+            # the first rows, not a chunk later.
+            if rows >= CHUNK_ROWS or seq == batch.num_rows \
+                    or time.monotonic() - started >= CHUNK_SECONDS:
                 yield flush()
                 rows = 0
         if pending:
