@@ -18,10 +18,6 @@ from tests.matrix_bad_input import BadInputResult, run_matrix
 #: Cases still unclear because the fix lies outside the CLI/magics (reported, not hidden):
 #: (command, case) -> where the fix belongs.
 KNOWN_UNCLEAR: dict[tuple[str, str], str] = {
-    ("initdb", "text over maxLength into PostgreSQL varchar(255)"):
-        "sync/_postgres.py: 'value too long' names neither the column nor a fix",
-    ("%dap snapshot", "invalid UTF-8 (jsonl)"):
-        "frames: the jsonl reader lets invalid UTF-8 into a Polars String column",
 }
 
 

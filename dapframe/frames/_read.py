@@ -168,10 +168,11 @@ def read_batches(files: Sequence[str | os.PathLike[str]], fmt: str, schema: Tabl
         raise UsageError(f"batch_size must be at least 1, got {batch_size}")
     plan = _plan(schema, incremental, naming)
     paths = [Path(f) for f in files]
-    return pa.RecordBatchReader.from_batches(plan.schema, _batches(paths, fmt, plan, batch_size))
+    return pa.RecordBatchReader.from_batches(
+        plan.schema, _batches(paths, fmt, plan, batch_size, f"{schema.namespace}.{schema.table}"))
 
 
-def _batches(paths: list[Path], fmt: str, plan: _Plan, batch_size: int
+def _batches(paths: list[Path], fmt: str, plan: _Plan, batch_size: int, table: str
              ) -> Iterator[pa.RecordBatch]:
     for path in paths:
         try:
@@ -183,7 +184,7 @@ def _batches(paths: list[Path], fmt: str, plan: _Plan, batch_size: int
             raise
         except (pa.ArrowException, OSError, EOFError, ValueError, TypeError) as exc:
             # Malformed text, a value that does not fit its column, a truncated gzip file...
-            raise DapError(f"cannot decode {fmt} part {path.name}: {exc}") from exc
+            raise DapError(f"{table}: cannot decode {fmt} part {path.name}: {exc}") from exc
 
 
 def _read_part(path: Path, fmt: str, plan: _Plan, batch_size: int) -> Iterator[pa.RecordBatch]:
@@ -597,7 +598,15 @@ def _read_jsonl(path: Path, plan: _Plan, batch_size: int) -> Iterator[pa.RecordB
                     skip -= batch.num_rows
                     continue
                 batch, skip = batch.slice(skip), 0
-                yield _finish(_flatten_groups(batch), batch.num_rows, plan)
+                out = _finish(_flatten_groups(batch), batch.num_rows, plan)
+                try:
+                    # Arrow's JSON reader passes string bytes on unchecked; Polars would
+                    # panic on them later.
+                    out.validate(full=True)
+                except pa.ArrowInvalid:
+                    raise _BadPart("text that is not valid UTF-8: re-run the query, and "
+                                   "report it to Instructure support if it persists") from None
+                yield out
                 done += batch.num_rows
             return
         except pa.ArrowInvalid as exc:

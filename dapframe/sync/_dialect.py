@@ -108,6 +108,10 @@ class LoadCounts:
 class Session(ABC):
     """One connection to a replica database, used from one thread at a time."""
 
+    #: Whether string columns with a ``maxLength`` are ``varchar(n)`` that refuse longer text
+    #: (then an over-long value is refused before the load, naming its column and key).
+    bounded_text: bool = True
+
     @abstractmethod
     def ensure_bookkeeping(self, namespace: str) -> None:
         """Create ``instructure_dap.table_sync``/``database_version`` and the namespace schema."""

@@ -153,6 +153,8 @@ def open_duckdb(info: ConnectionInfo, *, read_only: bool = False, create: bool =
 class DuckDBSession(SqlSession):
     """One cursor on the dialect's connection; each method is one transaction."""
 
+    bounded_text = False  # VARCHAR has no length: over-long text is kept as served
+
     def __init__(self, dialect: DuckDBDialect, cur: Any) -> None:
         self.dialect = dialect
         self.info = dialect.info

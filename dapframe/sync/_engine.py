@@ -43,7 +43,7 @@ from dapframe.errors import (
 )
 from dapframe.result import parse_table_name
 from dapframe.sync._dialect import Dialect, LoadCounts, Session, SyncRow
-from dapframe.sync._layout import TableLayout, table_layout
+from dapframe.sync._layout import TableLayout, checked_lengths, table_layout
 from dapframe.wire import Job, QueryRequest
 
 if TYPE_CHECKING:
@@ -336,7 +336,10 @@ async def _load(client: AsyncDapClient, session: Session, layout: TableLayout, j
     root = Path(tempfile.mkdtemp(prefix="dapframe-sync-", dir=options.work_dir))
     feed = _PartFeed(client, job, root, options.lookahead)
     feeding = asyncio.create_task(feed.run())
-    stream = _Prefetch(feed.batches(layout, options.format, incremental))
+    batches = feed.batches(layout, options.format, incremental)
+    if session.bounded_text:
+        batches = checked_lengths(batches, layout)
+    stream = _Prefetch(batches)
     try:
         try:
             counts = await _in_thread(apply, iter(stream))
@@ -401,7 +404,8 @@ class _PartFeed:
             raise
 
     def _release(self) -> None:
-        self.loop.call_soon_threadsafe(self.slots.release)
+        if not self.loop.is_closed():  # a run that failed may be torn down already
+            self.loop.call_soon_threadsafe(self.slots.release)
 
     def stop(self) -> None:
         """Stop starting downloads (the loader is done or failed)."""

@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -47,6 +47,7 @@ __all__ = [
     "META_TS",
     "DbColumn",
     "TableLayout",
+    "checked_lengths",
     "qi",
     "ql",
     "table_layout",
@@ -353,3 +354,38 @@ def inet_bytes(arr: pa.Array) -> pa.Array:
 def jsonb_wire(arr: pa.Array) -> pa.Array:
     """JSON text with the ``jsonb`` binary-format version byte in front (PostgreSQL COPY)."""
     return pc.utf8_replace_slice(arr, 0, 0, "\x01")
+
+
+def checked_lengths(batches: Iterable[pa.RecordBatch], layout: TableLayout
+                    ) -> Iterator[pa.RecordBatch]:
+    """Yield ``batches``; refuse the first string longer than its column's ``maxLength``.
+
+    A ``varchar(n)`` column would refuse it mid-load with the database's own words, which name
+    neither the column nor the row; this names both, and nothing has been stored yet.
+    """
+    bounded = [c for c in layout.columns if c.kind == "string" and c.max_length is not None]
+    try:
+        yield from _checked(batches, layout, bounded)
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()  # the source's own cleanup runs now, not at some later collection
+
+
+def _checked(batches: Iterable[pa.RecordBatch], layout: TableLayout, bounded: list[DbColumn]
+             ) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        for col in bounded:
+            assert col.max_length is not None
+            lengths = pc.utf8_length(batch.column(col.name))  # type: ignore[call-overload]
+            longest = pc.max(lengths).as_py()
+            if longest is not None and longest > col.max_length:
+                row = pc.index(lengths, longest).as_py()
+                key = batch.column(layout.key.name)[row].as_py()
+                raise SchemaError(
+                    f"{layout.name}, column {col.name!r}: the API sent a value of {longest} "
+                    f"characters (key {key}), longer than the schema's maxLength "
+                    f"{col.max_length}; nothing was stored: report it to Instructure support "
+                    "(with the job id), or sync into DuckDB, whose text has no length limit",
+                    table=layout.name)
+        yield batch
