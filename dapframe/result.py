@@ -25,7 +25,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dapframe.errors import DapError, UsageError
 from dapframe.schema import TableSchema
@@ -317,13 +317,6 @@ class QueryResult:
                 f"schema_version={self.schema_version})")
 
 
-def make_result(spec: QuerySpec, job: Job, files: Sequence[Path], schema_doc: dict[str, Any],
-                version: int, *, naming: str = "plain") -> QueryResult:
-    """Assemble a :class:`QueryResult` from a finished download (used by the clients)."""
-    schema = TableSchema.from_json(spec.namespace, spec.table, schema_doc, version)
-    return QueryResult(spec=spec, job=job, files=list(files), schema=schema, naming=naming)
-
-
 async def afetch(
     client: AsyncDapClient,
     spec: QuerySpec,
@@ -354,13 +347,13 @@ async def afetch(
     schema, job = await asyncio.gather(client.get_schema(spec.namespace, spec.table),
                                        client.start_query(spec.namespace, spec.table, request))
     job = await client.wait(job, deadline=deadline)
+    table_schema = TableSchema.from_json(spec.namespace, spec.table, schema.schema,
+                                         schema.version)
     root = Path(directory) if directory is not None else cache_dir() / spec.name
     early = None
     if eager:
         _warm_polars()
     if eager and spec.format == "parquet" and not decompress:
-        table_schema = TableSchema.from_json(spec.namespace, spec.table, schema.schema,
-                                             schema.version)
         early = _EarlyFrames(root / f"job_{job.id}", table_schema, spec.incremental, naming,
                              progress)
         progress = early.on_progress
@@ -371,9 +364,8 @@ async def afetch(
         if early is not None:
             early.close()
         raise
-    result = make_result(spec, job, files, schema.schema, schema.version, naming=naming)
-    result._early = early
-    return result
+    return QueryResult(spec=spec, job=job, files=list(files), schema=table_schema,
+                       naming=naming, _early=early)
 
 
 def _warm_polars() -> None:

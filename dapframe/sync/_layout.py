@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dapframe.errors import SchemaError
+from dapframe.errors import DapError, SchemaError
 from dapframe.schema import ColumnSchema, TableSchema
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "checked_lengths",
     "qi",
     "ql",
+    "quoted",
     "table_layout",
 ]
 
@@ -70,18 +71,28 @@ _DUCK_SIMPLE: Final = {
 }
 
 
+def quoted(text: str, opening: str, closing: str, *, literal: bool,
+           error: type[DapError] = SchemaError) -> str:
+    """``opening + text + closing`` with ``closing`` doubled inside; NUL refused.
+
+    Every dialect's identifier and literal quoting is this, with its own marks (``"..."``,
+    ```...```, ``[...]``, ``'...'``, ``N'...'``).
+    """
+    if "\x00" in text:
+        shown = text[:40] if literal else text
+        raise error(f"{'literal' if literal else 'identifier'} {shown!r} contains a NUL "
+                    "character")
+    return opening + text.replace(closing, closing * 2) + closing
+
+
 def qi(name: str) -> str:
     """Quote an SQL identifier (PostgreSQL and DuckDB): ``"name"`` with ``"`` doubled."""
-    if "\x00" in name:
-        raise SchemaError(f"identifier {name!r} contains a NUL character")
-    return '"' + name.replace('"', '""') + '"'
+    return quoted(name, '"', '"', literal=False)
 
 
 def ql(text: str) -> str:
     """Quote an SQL string literal: ``'text'`` with ``'`` doubled (standard conforming)."""
-    if "\x00" in text:
-        raise SchemaError(f"literal {text[:40]!r} contains a NUL character")
-    return "'" + text.replace("'", "''") + "'"
+    return quoted(text, "'", "'", literal=True)
 
 
 @dataclass(frozen=True)
@@ -364,16 +375,6 @@ def checked_lengths(batches: Iterable[pa.RecordBatch], layout: TableLayout
     neither the column nor the row; this names both, and nothing has been stored yet.
     """
     bounded = [c for c in layout.columns if c.kind == "string" and c.max_length is not None]
-    try:
-        yield from _checked(batches, layout, bounded)
-    finally:
-        close = getattr(batches, "close", None)
-        if close is not None:
-            close()  # the source's own cleanup runs now, not at some later collection
-
-
-def _checked(batches: Iterable[pa.RecordBatch], layout: TableLayout, bounded: list[DbColumn]
-             ) -> Iterator[pa.RecordBatch]:
     for batch in batches:
         for col in bounded:
             assert col.max_length is not None

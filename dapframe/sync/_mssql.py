@@ -63,6 +63,7 @@ from dapframe.sync._layout import (
     META_TS,
     DbColumn,
     TableLayout,
+    quoted,
     table_layout,
     uuid_bytes,
 )
@@ -127,16 +128,12 @@ _SSL: Final = {"disable": "off", "allow": "request", "prefer": "request", "requi
 
 def qb(name: str) -> str:
     """Quote a T-SQL identifier: ``[name]`` with ``]`` doubled."""
-    if "\x00" in name:
-        raise SchemaError(f"identifier {name!r} contains a NUL character")
-    return "[" + name.replace("]", "]]") + "]"
+    return quoted(name, "[", "]", literal=False)
 
 
 def nl(text: str) -> str:
     """A T-SQL Unicode string literal: ``N'text'`` with ``'`` doubled."""
-    if "\x00" in text:
-        raise SchemaError(f"literal {text[:40]!r} contains a NUL character")
-    return "N'" + text.replace("'", "''") + "'"
+    return quoted(text, "N'", "'", literal=True)
 
 
 def _name(schema: str, table: str) -> str:

@@ -102,6 +102,7 @@ from dapframe.sync._layout import (
     DbColumn,
     TableLayout,
     naive_utc,
+    quoted,
     table_layout,
     uuid_bytes,
 )
@@ -162,16 +163,12 @@ _SYNC_TYPES: Final = {
 
 def mq(name: str) -> str:
     """Quote a MySQL identifier: ```name``` with backticks doubled (NUL refused)."""
-    if "\x00" in name:
-        raise DatabaseError(f"identifier {name!r} contains a NUL character")
-    return "`" + name.replace("`", "``") + "`"
+    return quoted(name, "`", "`", literal=False, error=DatabaseError)
 
 
 def ml(text: str) -> str:
     """Quote a string literal for a session with ``NO_BACKSLASH_ESCAPES``: quotes doubled."""
-    if "\x00" in text:
-        raise DatabaseError(f"literal {text[:40]!r} contains a NUL character")
-    return "'" + text.replace("'", "''") + "'"
+    return quoted(text, "'", "'", literal=True, error=DatabaseError)
 
 
 def flat_name(namespace: str, table: str) -> str:
