@@ -415,8 +415,12 @@ def test_slow_job_past_deadline(emulator: Emulator) -> None:
             await dap.wait(job, deadline=0.5)
 
     start = time.monotonic()
-    with pytest.raises(JobTimeoutError, match=r"still (waiting|running) after 0\.5 s"):
+    with pytest.raises(JobTimeoutError, match=r"still (waiting|running) after 0\.5 s") as info:
         run(go())
+    # One line that reads right from Python and from the CLI (no ``get_job(...)`` hint).
+    assert str(info.value).endswith("give a longer deadline, or run the same query again later "
+                                    "(the API hands back this job while it lives)")
+    assert "get_job" not in str(info.value) and "\n" not in str(info.value)
     assert time.monotonic() - start < 5
 
 

@@ -133,3 +133,18 @@ def test_cli_deadline_must_be_positive(tmp_path: Path) -> None:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "--deadline" in lines[0], proc.stderr
     assert not (tmp_path / "r.duckdb").exists()
+
+
+def test_cli_deadline_reached_says_what_to_do(tmp_path: Path) -> None:
+    """A job still running at ``--deadline``: one line that reads right for the CLI (a longer
+    deadline, or the same command again later), with no Python hint such as ``get_job(...)``."""
+    from tests.test_cli import assert_one_line_error, dapframe
+
+    with Emulator(rows_per_part=500, job_seconds=10_000) as emu:
+        proc = dapframe("--non-interactive", "initdb", "--namespace", "canvas", "--table",
+                        "accounts", "--deadline", "1", "--connection-string",
+                        f"duckdb:///{tmp_path}/r.duckdb", emu=emu, cwd=tmp_path)
+    assert_one_line_error(proc, 5, "canvas.accounts", "after 1 s: give a longer deadline, or "
+                          "run the same query again later (the API hands back this job while "
+                          "it lives)")
+    assert "get_job" not in proc.stderr and "('" not in proc.stderr

@@ -11,6 +11,8 @@ Public names live here; the modules behind them are private::
 default); ``progress=`` callbacks receive :class:`DownloadProgress` events.
 
 Errors are those of :mod:`dapframe.errors`; logging goes to the ``dapframe.api`` logger.
+Importing this package filters the ``httpx``/``httpcore`` loggers so that logged URLs keep no
+query string (pre-signed download URLs carry their signature there).
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ from ._client import (
     DownloadProgress,
     ProgressCallback,
 )
+from ._logging import install_url_filter
 from ._ratelimit import RateLimits
 from ._retry import RetryPolicy, RetryTransport, parse_retry_after
 from ._sync import DapClient
 from ._version import __version__
+
+install_url_filter()
 
 __all__ = [
     "DEFAULT_POLL",

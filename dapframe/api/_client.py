@@ -45,6 +45,7 @@ from ._errors import (
     transport_error,
     unexpected_response,
 )
+from ._logging import install_url_filter
 from ._ratelimit import DEFAULT_RATE_LIMITS, RATE_LIMIT_EXTENSION, RateLimiter, RateLimits
 from ._retry import RetryPolicy, RetryTransport
 from ._version import __version__
@@ -269,6 +270,9 @@ class AsyncDapClient:
             )
         if range_streams < 0:
             raise UsageError("range_streams must be 0 (off) or more")
+        # Signed download URLs must not reach the httpx/httpcore logs (idempotent; also done
+        # at import, repeated here in case a logging set-up ran in between).
+        install_url_filter()
         self._config = config
         self._max_concurrency = max_concurrency
         self._range_streams = range_streams
@@ -481,7 +485,8 @@ class AsyncDapClient:
                 if remaining <= 0:
                     raise JobTimeoutError(
                         f"job {current.id} still {current.status} after {deadline:g} s: give a "
-                        f"longer deadline, or check it later with get_job('{current.id}')",
+                        "longer deadline, or run the same query again later (the API hands "
+                        "back this job while it lives)",
                         job_id=current.id,
                     )
                 delay = min(delay, remaining)
