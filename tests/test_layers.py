@@ -25,10 +25,17 @@ def test_emulator_never_imports_the_client() -> None:
 
 def test_api_imports_httpx_only() -> None:
     mods = imported_after("import dapframe.api")
-    # (click may appear: httpx imports it for its own CLI when installed)
-    heavy = {"pyarrow", "polars", "duckdb", "numpy", "ipywidgets", "pymssql"}
+    # httpx's own command-line tool (rich, pygments, click) is kept out of the start-up too.
+    heavy = {"pyarrow", "polars", "duckdb", "numpy", "ipywidgets", "pymssql", "rich", "pygments",
+             "click"}
     assert not heavy & {m.split(".")[0] for m in mods}
+    assert "httpx._main" not in mods
     assert not {m for m in mods if m.startswith(("dapframe.emulator", "dapframe.cli"))}
+
+
+def test_httpx_command_line_still_importable_after_api() -> None:
+    # The start-up block is lifted once httpx is in: an explicit import still works.
+    assert "httpx._main" in imported_after("import dapframe.api; import httpx._main")
 
 
 def test_top_level_is_lazy() -> None:

@@ -17,21 +17,43 @@ query string (pre-signed download URLs carry their signature there).
 
 from __future__ import annotations
 
-from dapframe.wire import Job, QueryRequest, SchemaResponse
+import sys as _sys
 
-from ._auth import DapAuth
-from ._client import (
+
+def _import_httpx() -> None:
+    """Import httpx without its command-line tool.
+
+    httpx's package import loads ``httpx._main`` (rich, pygments, click: about 0.15 s of every
+    start-up) whenever those are installed, and dapframe never calls it. The block is lifted
+    afterwards, so an explicit ``import httpx._main`` still works.
+    """
+    if "httpx" in _sys.modules:
+        return
+    _sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    try:
+        import httpx  # noqa: F401
+    finally:
+        if "httpx._main" in _sys.modules and _sys.modules["httpx._main"] is None:
+            del _sys.modules["httpx._main"]
+
+
+_import_httpx()
+
+from dapframe.wire import Job, QueryRequest, SchemaResponse  # noqa: E402
+
+from ._auth import DapAuth  # noqa: E402
+from ._client import (  # noqa: E402
     DEFAULT_POLL,
     DEFAULT_TIMEOUT,
     AsyncDapClient,
     DownloadProgress,
     ProgressCallback,
 )
-from ._logging import install_url_filter
-from ._ratelimit import RateLimits
-from ._retry import RetryPolicy, RetryTransport, parse_retry_after
-from ._sync import DapClient
-from ._version import __version__
+from ._logging import install_url_filter  # noqa: E402
+from ._ratelimit import RateLimits  # noqa: E402
+from ._retry import RetryPolicy, RetryTransport, parse_retry_after  # noqa: E402
+from ._sync import DapClient  # noqa: E402
+from ._version import __version__  # noqa: E402
 
 install_url_filter()
 
