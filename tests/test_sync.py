@@ -14,6 +14,7 @@ from dapframe.emulator import Emulator
 from dapframe.emulator._server import HttpError
 from dapframe.errors import DatabaseError
 from dapframe.sync import SyncReport, dropdb, listdb, read_table, sync, sync_tables
+from tests._servers import mysql_execute
 from tests.conftest import CLIENT_ID, CLIENT_SECRET
 from tests.sync_support import TABLES, assert_replica_equals, expected_rows
 
@@ -168,20 +169,11 @@ def _execute_mssql(target: str, sql: str) -> list[Any]:
 def _execute_mysql(target: str, sql: str) -> list[Any]:
     """The same statements on MySQL: no schemas, so ``canvas.x`` is table ``canvas__x``."""
     from dapframe.sync import parse_connection_string
-    from dapframe.sync._mysql import connect
 
     if sql.startswith("CREATE SCHEMA"):
         return []
     sql = re.sub(r"\bcanvas\.(\w+)", r"canvas__\1", sql)
-    con = connect(parse_connection_string(target))
-    try:
-        with con.cursor() as cur:
-            cur.execute(sql)
-            rows = list(cur.fetchall()) if cur.description else []
-        con.commit()
-        return rows
-    finally:
-        con.close()
+    return mysql_execute(parse_connection_string(target), sql)
 
 
 def _make_view(target: str, table: str = "accounts", columns: str = "id, workflow_state"

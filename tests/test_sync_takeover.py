@@ -5,6 +5,8 @@ synchronised by the other, and both converge."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,25 @@ def dapframe_db(client: DapClient, command: str, target: str) -> None:
 def assert_all_equal(target: str, emu: Emulator) -> None:
     for ns, table in TABLES:
         assert_replica_equals(target, emu.dataset, ns, table)
+
+
+@contextmanager
+def databases(server: PgServer | MySQLServer, count: int) -> Iterator[list[str]]:
+    """``count`` fresh databases on ``server``, dropped however the test ends."""
+    names = [server.create_database() for _ in range(count)]
+    try:
+        yield names
+    finally:
+        for name in names:
+            server.drop_database(name)
+
+
+def assert_dap_lists_syncdb(dap: Path, emu: Emulator, target: str, cwd: Path) -> None:
+    """dap's listdb shows the table as dapframe's syncdb last left it, not as initdb made it."""
+    proc = run_dap(dap, emu, "listdb", "--namespace", "canvas", "--connection-string", target,
+                   cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert '"command": "syncdb"' in proc.stdout and '"command": "initdb"' not in proc.stdout
 
 
 def layout_of(server: PgServer, database: str) -> list[tuple[Any, ...]]:
@@ -77,9 +98,7 @@ def client(emu: Emulator) -> Any:
 def test_dap_initdb_then_dapframe_syncdb(official_dap_pg: Path, emu: Emulator,
                                          client: DapClient, pg_server: PgServer,
                                          tmp_path: Path) -> None:
-    theirs = pg_server.create_database()
-    ours = pg_server.create_database()
-    try:
+    with databases(pg_server, 2) as (theirs, ours):
         target = pg_server.url(theirs)
         dap_db(official_dap_pg, emu, "initdb", target, tmp_path)
         assert_all_equal(target, emu)
@@ -94,16 +113,12 @@ def test_dap_initdb_then_dapframe_syncdb(official_dap_pg: Path, emu: Emulator,
         emu.tick()
         dap_db(official_dap_pg, emu, "syncdb", target, tmp_path)
         assert_all_equal(target, emu)
-    finally:
-        pg_server.drop_database(theirs)
-        pg_server.drop_database(ours)
 
 
 def test_dapframe_initdb_then_dap_syncdb(official_dap_pg: Path, emu: Emulator,
                                          client: DapClient, pg_server: PgServer,
                                          tmp_path: Path) -> None:
-    name = pg_server.create_database()
-    try:
+    with databases(pg_server, 1) as [name]:
         target = pg_server.url(name)
         dapframe_db(client, "initdb", target)
         before = layout_of(pg_server, name)
@@ -117,12 +132,7 @@ def test_dapframe_initdb_then_dap_syncdb(official_dap_pg: Path, emu: Emulator,
         dapframe_db(client, "syncdb", target)
         assert_all_equal(target, emu)
         # listdb agrees: dap lists what dapframe recorded.
-        proc = run_dap(official_dap_pg, emu, "listdb", "--namespace", "canvas",
-                       "--connection-string", target, cwd=tmp_path)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        assert '"command": "syncdb"' in proc.stdout and '"command": "initdb"' not in proc.stdout
-    finally:
-        pg_server.drop_database(name)
+        assert_dap_lists_syncdb(official_dap_pg, emu, target, tmp_path)
 
 
 # ------------------------------------------------------------------------------------------
@@ -164,9 +174,7 @@ def assert_all_equal_mysql(server: MySQLServer, database: str, target: str,
 def test_dap_initdb_then_dapframe_syncdb_mysql(official_dap_mysql: Path, emu: Emulator,
                                                client: DapClient, mysql_server: MySQLServer,
                                                tmp_path: Path) -> None:
-    theirs = mysql_server.create_database()
-    ours = mysql_server.create_database()
-    try:
+    with databases(mysql_server, 2) as (theirs, ours):
         target = mysql_server.url(theirs)
         dap_db(official_dap_mysql, emu, "initdb", target, tmp_path)
         assert_all_equal_mysql(mysql_server, theirs, target, emu)
@@ -183,16 +191,12 @@ def test_dap_initdb_then_dapframe_syncdb_mysql(official_dap_mysql: Path, emu: Em
         emu.tick()
         dap_db(official_dap_mysql, emu, "syncdb", target, tmp_path)
         assert_all_equal_mysql(mysql_server, theirs, target, emu)
-    finally:
-        mysql_server.drop_database(theirs)
-        mysql_server.drop_database(ours)
 
 
 def test_dapframe_initdb_then_dap_syncdb_mysql(official_dap_mysql: Path, emu: Emulator,
                                                client: DapClient, mysql_server: MySQLServer,
                                                tmp_path: Path) -> None:
-    name = mysql_server.create_database()
-    try:
+    with databases(mysql_server, 1) as [name]:
         target = mysql_server.url(name)
         dapframe_db(client, "initdb", target)
         assert_all_equal(target, emu)  # datetime(6): nothing lost
@@ -209,9 +213,4 @@ def test_dapframe_initdb_then_dap_syncdb_mysql(official_dap_mysql: Path, emu: Em
         emu.tick()
         dapframe_db(client, "syncdb", target)
         assert_all_equal_mysql(mysql_server, name, target, emu)
-        proc = run_dap(official_dap_mysql, emu, "listdb", "--namespace", "canvas",
-                       "--connection-string", target, cwd=tmp_path)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        assert '"command": "syncdb"' in proc.stdout and '"command": "initdb"' not in proc.stdout
-    finally:
-        mysql_server.drop_database(name)
+        assert_dap_lists_syncdb(official_dap_mysql, emu, target, tmp_path)
