@@ -166,7 +166,13 @@ def find_pg_bin() -> Path | None:
     """
     choice = os.environ.get("DAPFRAME_PG_BIN")
     if choice:
-        return _embedded_bin() if choice == "embedded" else Path(choice)
+        if choice == "embedded":
+            return _embedded_bin()
+        if not (Path(choice) / "initdb").is_file():
+            # A wrong folder would otherwise be taken for a server install and copied.
+            raise RuntimeError(f"DAPFRAME_PG_BIN={choice} holds no initdb: point it at a "
+                               "PostgreSQL bin folder, or set it to 'embedded'")
+        return Path(choice)
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=_version_key)
     if found:
         return Path(found[-1]).parent
