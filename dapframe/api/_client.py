@@ -45,7 +45,6 @@ from ._errors import (
     transport_error,
     unexpected_response,
 )
-from ._logging import install_url_filter
 from ._ratelimit import DEFAULT_RATE_LIMITS, RATE_LIMIT_EXTENSION, RateLimiter, RateLimits
 from ._retry import RetryPolicy, RetryTransport
 from ._version import __version__
@@ -270,9 +269,6 @@ class AsyncDapClient:
             )
         if range_streams < 0:
             raise UsageError("range_streams must be 0 (off) or more")
-        # Signed download URLs must not reach the httpx/httpcore logs (idempotent; also done
-        # at import, repeated here in case a logging set-up ran in between).
-        install_url_filter()
         self._config = config
         self._max_concurrency = max_concurrency
         self._range_streams = range_streams
